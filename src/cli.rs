@@ -1,0 +1,143 @@
+//! The command line: one Args struct per command, and the option groups they share.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::protocol;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  failure at run time (a failed threshold, a server error)
+  2  bad usage: a flag, file or scenario that cannot be used
+  3  refused: the handshake was answered with HTTP 400/401/403 or a CONNECT_ERROR
+  4  cannot connect: unreachable host, connection refused, TLS error
+  5  timed out, or an expected count was not reached";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scmarket-ws",
+    version,
+    about = "Test and operate SC Market's Socket.IO realtime layer",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// More log output on stderr (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the reference realtime server (production wire contract, embedded SQLite store).
+    Serve(ServeArgs),
+    /// Print a valid session cookie for a user of a serve database, for scripts.
+    Session(SessionArgs),
+}
+
+/// Parse `250ms`, `10s`, `5m`, `1h` (and combinations such as `1m30s`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e}: write a duration such as 250ms, 10s or 5m"))
+}
+
+/// Where the store lives and which secrets sign its cookies: shared by `serve` and `session`.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// SQLite database: a file path (created and seeded with demo data on first start),
+    /// `sqlite://PATH`, or `sqlite::memory:` for a throwaway run.
+    #[arg(long, env = "SCMARKET_WS_DATABASE", default_value = "scmarket-ws.db")]
+    pub database: String,
+    /// Secret that signs `scmarket.sid` session cookies (env SESSION_SECRET).
+    #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
+    pub session_secret: Option<String>,
+    /// Secret that signs `scmarket.access` JWTs (env JWT_SECRET; falls back to the session secret).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Development mode: a fixed, loudly logged secret when none is given, and the dev-only
+    /// helpers `POST /api/dev/login` and `POST /api/dev/chats`.
+    #[arg(long)]
+    pub dev: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one; the chosen address is logged).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub listen: SocketAddr,
+    /// Engine.IO request path.
+    #[arg(long, default_value = protocol::ENGINE_PATH)]
+    pub path: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Load your own users, chats, orders and offers from a YAML fixtures file (see README).
+    #[arg(long, value_name = "FILE")]
+    pub seed: Option<PathBuf>,
+    /// Engine ping interval.
+    #[arg(long, value_parser = parse_duration, default_value = "25s")]
+    pub ping_interval: Duration,
+    /// Engine ping timeout.
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    pub ping_timeout: Duration,
+    /// Time a client has to send the namespace CONNECT after the engine opens.
+    #[arg(long, value_parser = parse_duration, default_value = "45s")]
+    pub connect_timeout: Duration,
+    /// Largest engine payload in bytes.
+    #[arg(long, default_value_t = protocol::DEFAULT_MAX_PAYLOAD)]
+    pub max_payload: u64,
+    /// An Origin allowed to open a socket (repeatable). Requests without an Origin header and
+    /// same-origin requests are always allowed; any other Origin is refused with HTTP 403.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+    /// New handshakes per second allowed from one IP address (0 turns the limit off).
+    #[arg(long, default_value_t = 50)]
+    pub handshake_rate: u32,
+    /// Handshakes one IP address may make in a burst above the steady rate.
+    #[arg(long, default_value_t = 200)]
+    pub handshake_burst: u32,
+    /// Events per second one socket may send (0 turns the limit off).
+    #[arg(long, default_value_t = 20)]
+    pub event_rate: u32,
+    /// Events one socket may send in a burst above the steady rate.
+    #[arg(long, default_value_t = 60)]
+    pub event_burst: u32,
+    /// Open sockets allowed per user (0 means no cap).
+    #[arg(long, default_value_t = 32)]
+    pub max_connections_per_user: u32,
+    /// Distinct rooms that get their own label in /metrics; messages to later rooms are
+    /// counted under room="other" so the metric's cardinality stays bounded.
+    #[arg(long, default_value_t = 100)]
+    pub metrics_room_labels: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SessionArgs {
+    /// Username to log in as (must exist, unless --dev creates it).
+    #[arg(long)]
+    pub user: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Which cookie to print: the `scmarket.sid` session cookie or the `scmarket.access` JWT.
+    #[arg(long, value_enum, default_value = "sid")]
+    pub kind: CookieKind,
+    /// How long the session (or token) stays valid.
+    #[arg(long, value_parser = parse_duration, default_value = "24h")]
+    pub ttl: Duration,
+    /// Print only the cookie value, not `NAME=VALUE`.
+    #[arg(long)]
+    pub value_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CookieKind {
+    Sid,
+    Jwt,
+}

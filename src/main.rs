@@ -1,0 +1,64 @@
+use std::process::ExitCode as ProcessExit;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use scmarket_ws::cli::{Cli, Command};
+use scmarket_ws::exit::{self, ExitCode};
+
+fn main() -> ProcessExit {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version on stdout with exit 0 and usage errors with exit 2.
+            let _ = e.print();
+            return ProcessExit::from(if e.use_stderr() {
+                ExitCode::Usage as u8
+            } else {
+                0
+            });
+        }
+    };
+    init_logging(cli.verbose, cli.quiet);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ProcessExit::from(ExitCode::Failure as u8);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => ProcessExit::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ProcessExit::from(exit::code_for(&e) as u8)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => scmarket_ws::server::run(args).await.map(|_| ExitCode::Ok),
+        Command::Session(args) => scmarket_ws::server::session::run(args)
+            .await
+            .map(|_| ExitCode::Ok),
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
