@@ -338,6 +338,50 @@ pub struct DevCreateChatRequest {
     pub name: Option<String>,
 }
 
+/// Answer of the dev-only `POST /api/dev/chats` and of `POST /api/chats` (production's answer
+/// to the latter lacks the id; the reference server adds it).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct CreatedChat {
+    pub chat_id: ChatId,
+}
+
+/// Answer of the dev-only `POST /api/dev/login` (the cookies themselves arrive as `Set-Cookie`).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DevLoginResponse {
+    #[schemars(with = "Uuid")]
+    pub user_id: Uuid,
+    pub username: String,
+    pub role: String,
+    /// `scmarket.sid=...`, ready for a `Cookie` header.
+    pub session_cookie: String,
+    /// `scmarket.access=...`, ready for a `Cookie` header.
+    pub access_cookie: String,
+}
+
+/// One chat as listed by `GET /api/chats`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ChatSummary {
+    pub chat_id: ChatId,
+    pub name: Option<String>,
+    pub icon: Option<String>,
+    /// Set when the chat belongs to an order.
+    #[schemars(with = "Option<Uuid>")]
+    pub order_id: Option<Uuid>,
+    /// Set when the chat belongs to an offer session.
+    #[schemars(with = "Option<Uuid>")]
+    pub session_id: Option<Uuid>,
+    /// Usernames of the participants.
+    pub participants: Vec<String>,
+}
+
+/// One chat with all its messages, as answered by `GET /api/chats/:chat_id`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ChatDetail {
+    #[serde(flatten)]
+    pub chat: ChatSummary,
+    pub messages: Vec<ChatMessage>,
+}
+
 /// `{"data": ...}`: the success envelope of the REST API.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DataEnvelope<T> {
