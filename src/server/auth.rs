@@ -122,16 +122,16 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn session_signature(sid: &str, secret: &str) -> Vec<u8> {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes any key length");
     mac.update(sid.as_bytes());
     mac.finalize().into_bytes().to_vec()
 }
 
 /// `s:<sid>.<signature>` URL-encoded as express-session (cookie-signature) writes it.
 pub fn sign_session_cookie(sid: &str, secrets: &Secrets) -> String {
-    let signature =
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(session_signature(sid, &secrets.session));
+    let signature = base64::engine::general_purpose::STANDARD_NO_PAD
+        .encode(session_signature(sid, &secrets.session));
     let raw = format!("s:{sid}.{signature}");
     percent_encoding::utf8_percent_encode(&raw, COOKIE_VALUE_ESCAPES).to_string()
 }
@@ -153,7 +153,9 @@ pub fn verify_session_cookie(value: &str, secrets: &Secrets) -> Result<String, R
     let decoded = percent_encoding::percent_decode_str(value)
         .decode_utf8()
         .map_err(|_| Refusal::SessionMalformed)?;
-    let signed = decoded.strip_prefix("s:").ok_or(Refusal::SessionMalformed)?;
+    let signed = decoded
+        .strip_prefix("s:")
+        .ok_or(Refusal::SessionMalformed)?;
     let (sid, signature) = signed.rsplit_once('.').ok_or(Refusal::SessionMalformed)?;
     if sid.is_empty() || sid.len() > 256 {
         return Err(Refusal::SessionMalformed);
@@ -281,7 +283,10 @@ mod tests {
             "s%3Ahello.DGDUkGlIkCzPz%2BC0B064FNgHdEjox7ch8tOBGslZ5QI"
         );
         assert_eq!(
-            verify_session_cookie("s%3Ahello.DGDUkGlIkCzPz%2BC0B064FNgHdEjox7ch8tOBGslZ5QI", &s),
+            verify_session_cookie(
+                "s%3Ahello.DGDUkGlIkCzPz%2BC0B064FNgHdEjox7ch8tOBGslZ5QI",
+                &s
+            ),
             Ok("hello".into())
         );
     }
@@ -292,18 +297,36 @@ mod tests {
         let good = sign_session_cookie("abc", &s);
         assert_eq!(verify_session_cookie(&good, &s), Ok("abc".into()));
         let forged = good.replace("abc", "abd");
-        assert_eq!(verify_session_cookie(&forged, &s), Err(Refusal::SessionBadSignature));
-        assert_eq!(verify_session_cookie("abc", &s), Err(Refusal::SessionMalformed));
-        assert_eq!(verify_session_cookie("s%3Aabc", &s), Err(Refusal::SessionMalformed));
-        assert_eq!(verify_session_cookie("%FF%FE", &s), Err(Refusal::SessionMalformed));
+        assert_eq!(
+            verify_session_cookie(&forged, &s),
+            Err(Refusal::SessionBadSignature)
+        );
+        assert_eq!(
+            verify_session_cookie("abc", &s),
+            Err(Refusal::SessionMalformed)
+        );
+        assert_eq!(
+            verify_session_cookie("s%3Aabc", &s),
+            Err(Refusal::SessionMalformed)
+        );
+        assert_eq!(
+            verify_session_cookie("%FF%FE", &s),
+            Err(Refusal::SessionMalformed)
+        );
         let other = Secrets::new("other".into(), None);
-        assert_eq!(verify_session_cookie(&good, &other), Err(Refusal::SessionBadSignature));
+        assert_eq!(
+            verify_session_cookie(&good, &other),
+            Err(Refusal::SessionBadSignature)
+        );
     }
 
     #[test]
     fn cookie_header_parsing() {
         let mut h = HeaderMap::new();
-        h.insert(http::header::COOKIE, "a=1; scmarket.sid=xyz ; b=2".parse().unwrap());
+        h.insert(
+            http::header::COOKIE,
+            "a=1; scmarket.sid=xyz ; b=2".parse().unwrap(),
+        );
         assert_eq!(cookie_value(&h, "scmarket.sid"), Some("xyz"));
         assert_eq!(cookie_value(&h, "c"), None);
     }

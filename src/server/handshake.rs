@@ -39,7 +39,7 @@ impl OriginPolicy {
             return false;
         };
         let origin = normalise_origin(origin);
-        if self.allowed.iter().any(|a| *a == origin) {
+        if self.allowed.contains(&origin) {
             return true;
         }
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
@@ -157,7 +157,9 @@ pub async fn engine_gate(State(app): State<AppState>, mut req: Request, next: Ne
 
 fn log_refusal(peer: IpAddr, refusal: Refusal) {
     match refusal {
-        Refusal::StoreError => tracing::error!(%peer, reason = refusal.as_str(), "handshake refused"),
+        Refusal::StoreError => {
+            tracing::error!(%peer, reason = refusal.as_str(), "handshake refused")
+        }
         _ => tracing::info!(%peer, reason = refusal.as_str(), "handshake refused"),
     }
 }
@@ -179,8 +181,14 @@ mod tests {
         let p = OriginPolicy::new(&["https://sc-market.space/".into()]);
         assert!(p.allows(&headers(&[])));
         assert!(p.allows(&headers(&[("origin", "https://SC-market.space")])));
-        assert!(p.allows(&headers(&[("origin", "http://127.0.0.1:7000"), ("host", "127.0.0.1:7000")])));
-        assert!(!p.allows(&headers(&[("origin", "https://evil.example"), ("host", "127.0.0.1:7000")])));
+        assert!(p.allows(&headers(&[
+            ("origin", "http://127.0.0.1:7000"),
+            ("host", "127.0.0.1:7000")
+        ])));
+        assert!(!p.allows(&headers(&[
+            ("origin", "https://evil.example"),
+            ("host", "127.0.0.1:7000")
+        ])));
         assert!(!p.allows(&headers(&[("origin", "null")])));
     }
 

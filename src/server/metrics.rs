@@ -92,9 +92,17 @@ impl Metrics {
             messages_sent.clone(),
         );
         let room_joins = Counter::default();
-        registry.register("room_joins", "Successful clientJoinRoom events", room_joins.clone());
+        registry.register(
+            "room_joins",
+            "Successful clientJoinRoom events",
+            room_joins.clone(),
+        );
         let room_leaves = Counter::default();
-        registry.register("room_leaves", "clientLeaveRoom events handled", room_leaves.clone());
+        registry.register(
+            "room_leaves",
+            "clientLeaveRoom events handled",
+            room_leaves.clone(),
+        );
         let failed_joins = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "failed_joins",
@@ -153,7 +161,9 @@ impl Metrics {
                 OTHER_ROOMS.to_string()
             }
         };
-        self.messages_sent.get_or_create(&RoomLabel { room: label }).inc();
+        self.messages_sent
+            .get_or_create(&RoomLabel { room: label })
+            .inc();
     }
 
     pub fn reason(family: &Family<ReasonLabel, Counter>, reason: &str) {

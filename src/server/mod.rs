@@ -103,7 +103,9 @@ pub async fn open_store(
     } else if fresh {
         let demo = Fixtures::parse(DEMO_YAML, "demo data")?;
         store.load_fixtures(&demo).await?;
-        tracing::info!("new database: seeded the demo data (users alice, bob, carol, dave, erin, frank, admin)");
+        tracing::info!(
+            "new database: seeded the demo data (users alice, bob, carol, dave, erin, frank, admin)"
+        );
     }
     Ok(store)
 }
@@ -274,7 +276,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         server.http_url(),
         server.local_addr(),
         path.trim_end_matches('/'),
-        if dev { "; dev helpers on /api/dev/*" } else { "" }
+        if dev {
+            "; dev helpers on /api/dev/*"
+        } else {
+            ""
+        }
     );
     shutdown_signal().await;
     tracing::info!("shutting down: closing sockets");

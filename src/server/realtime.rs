@@ -121,7 +121,11 @@ pub fn chat_id_argument<E>(data: Result<Value, E>) -> Result<ChatId, RoomError> 
 }
 
 /// Checks shared by every event: the socket's session and its event budget.
-fn admit_event(socket: &SocketRef, app: &AppState, event: &str) -> Result<SocketSession, RoomError> {
+fn admit_event(
+    socket: &SocketRef,
+    app: &AppState,
+    event: &str,
+) -> Result<SocketSession, RoomError> {
     app.metrics.event(event);
     let session = socket
         .extensions
@@ -164,7 +168,11 @@ async fn on_join(
     }
 }
 
-async fn join<E>(socket: &SocketRef, app: &AppState, data: Result<Value, E>) -> Result<(), RoomError> {
+async fn join<E>(
+    socket: &SocketRef,
+    app: &AppState,
+    data: Result<Value, E>,
+) -> Result<(), RoomError> {
     let session = admit_event(socket, app, CLIENT_JOIN_ROOM)?;
     let chat_id = chat_id_argument(data)?;
     let user = match auth::active_user(app.store.as_ref(), session.user_id).await {
@@ -227,10 +235,24 @@ mod tests {
             chat_id_argument(ok).unwrap().room(),
             "5c0000c4-0000-4000-8000-000000000001"
         );
-        for bad in [json!(null), json!("x"), json!(1), json!([]), json!({}), json!({"chat_id": null}), json!({"chat_id": 5})] {
-            assert_eq!(chat_id_argument::<()>(Ok(bad)), Err(RoomError::InvalidPayload));
+        for bad in [
+            json!(null),
+            json!("x"),
+            json!(1),
+            json!([]),
+            json!({}),
+            json!({"chat_id": null}),
+            json!({"chat_id": 5}),
+        ] {
+            assert_eq!(
+                chat_id_argument::<()>(Ok(bad)),
+                Err(RoomError::InvalidPayload)
+            );
         }
-        assert_eq!(chat_id_argument::<()>(Err(())), Err(RoomError::InvalidPayload));
+        assert_eq!(
+            chat_id_argument::<()>(Err(())),
+            Err(RoomError::InvalidPayload)
+        );
         for bad in ["", "abc", "5c0000c4-0000-4000-8000-00000000000z"] {
             assert_eq!(
                 chat_id_argument::<()>(Ok(json!({"chat_id": bad}))),

@@ -85,7 +85,8 @@ fn data<T: Serialize>(value: T) -> ApiResult<T> {
 /// Parse a JSON body ourselves so every malformed body is a 400 in the API's error envelope
 /// (axum's own extractor answers 415/422 in plain text).
 fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::validation(format!("Invalid request body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::validation(format!("Invalid request body: {e}")))
 }
 
 fn chat_id_path(text: &str) -> Result<ChatId, ApiError> {
@@ -95,10 +96,16 @@ fn chat_id_path(text: &str) -> Result<ChatId, ApiError> {
 async fn caller(state: &HttpState, headers: &HeaderMap) -> Result<User, ApiError> {
     match auth::authenticate(headers, &state.app.secrets, state.app.store.as_ref()).await {
         Ok(a) => Ok(a.user),
-        Err(Refusal::StoreError) => Err(StoreError::Invalid("authentication lookup failed".into()).into()),
+        Err(Refusal::StoreError) => {
+            Err(StoreError::Invalid("authentication lookup failed".into()).into())
+        }
         Err(refusal) => {
             tracing::debug!(reason = refusal.as_str(), "REST call not authenticated");
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "Not logged in"))
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "Not logged in",
+            ))
         }
     }
 }
@@ -142,7 +149,12 @@ pub async fn post_message(
         .insert_message(chat_id, Some(&user), &request.content)
         .await?;
     let room = chat_id.room();
-    if let Err(e) = state.io.to(room.clone()).emit(SERVER_MESSAGE, &message).await {
+    if let Err(e) = state
+        .io
+        .to(room.clone())
+        .emit(SERVER_MESSAGE, &message)
+        .await
+    {
         // Stored but not delivered to everyone: the message is still in the chat's history.
         tracing::warn!(error = %e, %room, "broadcast of serverMessage failed for some sockets");
     }
@@ -189,7 +201,9 @@ pub async fn create_chat(
     let user = caller(&state, &headers).await?;
     let request: CreateChatRequest = json_body(&body)?;
     if request.users.is_empty() {
-        return Err(ApiError::validation("users must name at least one other user"));
+        return Err(ApiError::validation(
+            "users must name at least one other user",
+        ));
     }
     let mut ids = vec![user.user_id];
     for name in &request.users {
@@ -227,7 +241,11 @@ pub async fn dev_login(State(state): State<HttpState>, body: Bytes) -> Result<Re
     valid_username(&request.username)?;
     let user = state.app.store.ensure_user(&request.username).await?;
     if !user.is_active() {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", "User is banned"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "User is banned",
+        ));
     }
     let sid = state
         .app
@@ -262,7 +280,10 @@ pub async fn dev_login(State(state): State<HttpState>, body: Bytes) -> Result<Re
 }
 
 /// Dev only: create a chat among these users (created when missing).
-pub async fn dev_create_chat(State(state): State<HttpState>, body: Bytes) -> ApiResult<CreatedChat> {
+pub async fn dev_create_chat(
+    State(state): State<HttpState>,
+    body: Bytes,
+) -> ApiResult<CreatedChat> {
     let request: DevCreateChatRequest = json_body(&body)?;
     if request.participants.len() > MAX_DEV_PARTICIPANTS {
         return Err(ApiError::validation(format!(
@@ -303,11 +324,15 @@ pub async fn dev_ban(State(state): State<HttpState>, body: Bytes) -> ApiResult<R
         .user_by_username(&request.username)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("User {} not found", request.username)))?;
-    state.app.store.set_banned(user.user_id, request.banned).await?;
-    if request.banned {
-        if let Err(e) = state.io.to(user_room(user.user_id)).disconnect().await {
-            tracing::warn!(error = %e, "could not disconnect every socket of a banned user");
-        }
+    state
+        .app
+        .store
+        .set_banned(user.user_id, request.banned)
+        .await?;
+    if request.banned
+        && let Err(e) = state.io.to(user_room(user.user_id)).disconnect().await
+    {
+        tracing::warn!(error = %e, "could not disconnect every socket of a banned user");
     }
     data(ResultSuccess {
         result: "Success".into(),

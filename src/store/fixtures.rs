@@ -246,18 +246,24 @@ impl SqliteStore {
             .rows_affected()
                 == 1;
             for p in &c.participants {
-                sqlx::query("INSERT OR IGNORE INTO chat_participants (chat_id, user_id) VALUES (?, ?)")
-                    .bind(chat_id.to_string())
-                    .bind(names.user(p, &context)?.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT OR IGNORE INTO chat_participants (chat_id, user_id) VALUES (?, ?)",
+                )
+                .bind(chat_id.to_string())
+                .bind(names.user(p, &context)?.to_string())
+                .execute(&mut *tx)
+                .await?;
             }
             if inserted {
                 // Spread the seeded messages one second apart, oldest first, ending now.
                 let now = crate::protocol::WireTimestamp::now().unix_millis();
                 let count = c.messages.len() as i64;
                 for (i, m) in c.messages.iter().enumerate() {
-                    let author = m.author.as_deref().map(|a| names.user(a, &context)).transpose()?;
+                    let author = m
+                        .author
+                        .as_deref()
+                        .map(|a| names.user(a, &context))
+                        .transpose()?;
                     sqlx::query(
                         "INSERT INTO messages (message_id, content, author, chat_id, timestamp) VALUES (?, ?, ?, ?, ?)",
                     )
@@ -277,7 +283,8 @@ impl SqliteStore {
 }
 
 fn parse(text: &str) -> StoreResult<Uuid> {
-    Uuid::try_parse(text).map_err(|_| StoreError::Invalid(format!("stored id {text:?} is not a UUID")))
+    Uuid::try_parse(text)
+        .map_err(|_| StoreError::Invalid(format!("stored id {text:?} is not a UUID")))
 }
 
 #[cfg(test)]

@@ -90,11 +90,7 @@ pub trait Store: Send + Sync + 'static {
     async fn participant_chats(&self, user_id: Uuid) -> StoreResult<Vec<ChatId>>;
     async fn chat_summaries(&self, user_id: Uuid) -> StoreResult<Vec<ChatSummary>>;
     async fn chat_detail(&self, chat_id: ChatId) -> StoreResult<Option<ChatDetail>>;
-    async fn create_chat(
-        &self,
-        name: Option<&str>,
-        participants: &[Uuid],
-    ) -> StoreResult<ChatId>;
+    async fn create_chat(&self, name: Option<&str>, participants: &[Uuid]) -> StoreResult<ChatId>;
     /// The direct chat between exactly these users (no order, no offer), created when missing.
     async fn find_or_create_direct_chat(&self, participants: &[Uuid]) -> StoreResult<ChatId>;
     /// Store a message; `author` is `None` for system messages.

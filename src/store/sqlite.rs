@@ -4,10 +4,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::{ChatAccessFacts, Parties, Store, StoreError, StoreResult, User};
@@ -102,7 +102,8 @@ impl SqliteStore {
 }
 
 fn parse_uuid(text: &str) -> StoreResult<Uuid> {
-    Uuid::try_parse(text).map_err(|_| StoreError::Invalid(format!("stored id {text:?} is not a UUID")))
+    Uuid::try_parse(text)
+        .map_err(|_| StoreError::Invalid(format!("stored id {text:?} is not a UUID")))
 }
 
 fn parse_opt_uuid(text: Option<String>) -> StoreResult<Option<Uuid>> {
@@ -364,7 +365,10 @@ impl Store for SqliteStore {
         if let Some(id) = existing {
             return Ok(ChatId(parse_uuid(&id)?));
         }
-        let ids: Vec<Uuid> = wanted.iter().map(|u| parse_uuid(u)).collect::<StoreResult<_>>()?;
+        let ids: Vec<Uuid> = wanted
+            .iter()
+            .map(|u| parse_uuid(u))
+            .collect::<StoreResult<_>>()?;
         self.create_chat(None, &ids).await
     }
 
@@ -401,12 +405,18 @@ mod tests {
 
     #[test]
     fn database_locations() {
-        assert_eq!(Location::parse("sqlite::memory:").unwrap(), Location::Memory);
+        assert_eq!(
+            Location::parse("sqlite::memory:").unwrap(),
+            Location::Memory
+        );
         assert_eq!(
             Location::parse("sqlite://x/y.db").unwrap(),
             Location::File("x/y.db".into())
         );
-        assert_eq!(Location::parse("a.db").unwrap(), Location::File("a.db".into()));
+        assert_eq!(
+            Location::parse("a.db").unwrap(),
+            Location::File("a.db".into())
+        );
         assert!(Location::parse("").is_err());
         assert!(Location::parse("postgres://localhost/db").is_err());
     }
