@@ -6,6 +6,7 @@ pub mod asyncapi;
 pub mod check;
 pub mod document;
 pub mod merge;
+pub mod server_doc;
 pub mod upgrade;
 pub mod validate;
 pub mod websocket;
@@ -17,6 +18,7 @@ use serde_json::Value;
 use crate::cli::{OnConflict, SpecArgs, SpecCommand, SpecMergeArgs, SpecOutputArgs};
 use crate::exit::{CommandError, ExitCode};
 
+pub use server_doc::{docs_page, server_document};
 
 pub fn run(args: SpecArgs) -> anyhow::Result<ExitCode> {
     match args.command {
