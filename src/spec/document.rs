@@ -82,13 +82,21 @@ pub fn read_value(path: &Path) -> Result<Value, DocumentError> {
             message: strip_json_position(&e.to_string()),
         })
     } else {
-        serde_saphyr::from_str::<Value>(text).map_err(|e| {
+        // The default budget (250,000 nodes) guards against alias bombs but would refuse a
+        // large real spec (GitHub's is several MB); a document cannot legitimately hold more
+        // nodes than it has bytes, so the cap grows with the input and still bounds expansion.
+        let options = serde_saphyr::options! {
+            budget: serde_saphyr::budget! {
+                max_nodes: text.len().max(250_000),
+            },
+        };
+        serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|e| {
             let location = e.location();
             DocumentError::Yaml {
                 path: path.to_path_buf(),
                 line: location.map(|l| l.line()),
                 column: location.map(|l| l.column()),
-                message: first_line(&e.to_string()),
+                message: yaml_message(&e.to_string()),
             }
         })
     }
@@ -112,14 +120,30 @@ fn strip_json_position(message: &str) -> String {
     }
 }
 
-/// serde-saphyr renders a source snippet below its message; the first line is the message.
-fn first_line(message: &str) -> String {
-    message
+/// serde-saphyr renders `error: line L column C: message` and a source snippet below it; the
+/// place is already in `path:L:C`, so only the message is kept.
+fn yaml_message(rendered: &str) -> String {
+    let first = rendered
         .lines()
         .find(|l| !l.trim().is_empty())
-        .unwrap_or(message)
-        .trim()
-        .to_string()
+        .unwrap_or(rendered)
+        .trim();
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    let message = match message.split_once(": ") {
+        Some((place, rest)) if place.starts_with("line ") && place.contains(" column ") => rest,
+        _ => message,
+    };
+    if message.starts_with("budget breached") {
+        return format!(
+            "{message}: the document expands beyond the parser's safety limits (anchors and \
+             aliases repeated too often?)"
+        );
+    }
+    // Advice addressed to the programmer using the library, not to the user.
+    match message.split_once(", set DuplicateKeyPolicy") {
+        Some((head, _)) => head.to_string(),
+        None => message.to_string(),
+    }
 }
 
 /// Read a file that must be an OpenAPI 3 document.
