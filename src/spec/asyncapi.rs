@@ -62,10 +62,8 @@ pub fn document() -> Value {
     };
 
     let mut schemas = parts.schemas.clone();
-    schemas.insert(
-        ACK_SCHEMA.into(),
-        websocket::inline_schema::<RoomAck>(Contract::Serialize),
-    );
+    let ack = websocket::component_schema::<RoomAck>(Contract::Serialize, &mut schemas);
+    schemas.insert(ACK_SCHEMA.into(), ack);
 
     let mut messages = Map::new();
     messages.insert(

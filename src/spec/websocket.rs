@@ -34,41 +34,52 @@ pub fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
-/// JSON Schema 2020-12 (the dialect of OpenAPI 3.1) without `$schema`, with every subschema
-/// a protocol type needs inlined, so a component never points into a `$defs` the document lacks.
-/// Payloads the server sends are described as serialised, those it receives as deserialised
-/// (which decides, for instance, whether a `null` author is required to be present).
-/// A recursive type would still need `$defs`; the `$ref` check of every generated document
-/// (tests/spec.rs) would catch that.
-pub fn inline_schema<T: JsonSchema>(contract: Contract) -> Value {
-    let generator = SchemaSettings::draft2020_12()
+/// T's schema in JSON Schema 2020-12 (the dialect of OpenAPI 3.1), without `$schema`, with
+/// every subschema inlined. Payloads the server sends are described as serialised, those it
+/// receives as deserialised (which decides, for instance, whether a `null` author must be
+/// present). A definition schemars cannot inline (a recursive type) is added to `components`
+/// and referred to as `#/components/schemas/NAME`, never left in a `$defs` the document lacks.
+pub fn component_schema<T: JsonSchema>(
+    contract: Contract,
+    components: &mut Map<String, Value>,
+) -> Value {
+    let mut generator = SchemaSettings::draft2020_12()
         .with(|s| {
             s.meta_schema = None;
             s.inline_subschemas = true;
+            s.definitions_path = "/components/schemas".into();
             s.contract = contract;
         })
         .into_generator();
-    let mut value = generator.into_root_schema_for::<T>().to_value();
-    if let Some(map) = value.as_object_mut() {
+    let mut schema = generator.subschema_for::<T>().to_value();
+    if let Some(map) = schema.as_object_mut() {
         map.remove("$schema");
     }
-    value
+    for (name, definition) in generator.take_definitions(true) {
+        components.entry(name).or_insert(definition);
+    }
+    schema
 }
 
+/// The three schemas of the backend's extension (and any definition they need).
 pub fn schemas() -> Map<String, Value> {
+    let mut extra = Map::new();
     let mut schemas = Map::new();
     schemas.insert(
         MESSAGE_SCHEMA.into(),
-        inline_schema::<ChatMessage>(Contract::Serialize),
+        component_schema::<ChatMessage>(Contract::Serialize, &mut extra),
     );
     schemas.insert(
         JOIN_SCHEMA.into(),
-        inline_schema::<JoinRoomRequest>(Contract::Deserialize),
+        component_schema::<JoinRoomRequest>(Contract::Deserialize, &mut extra),
     );
     schemas.insert(
         LEAVE_SCHEMA.into(),
-        inline_schema::<LeaveRoomRequest>(Contract::Deserialize),
+        component_schema::<LeaveRoomRequest>(Contract::Deserialize, &mut extra),
     );
+    for (name, definition) in extra {
+        schemas.entry(name).or_insert(definition);
+    }
     schemas
 }
 
@@ -105,19 +116,19 @@ pub fn webhooks() -> Map<String, Value> {
 
 /// The reference server's optional acknowledgement. Production never answers room events, so
 /// this sits under an `x-` key the backend's consumers ignore, leaving its key set intact.
-fn acknowledgement() -> Value {
+fn acknowledgement(components: &mut Map<String, Value>) -> Value {
     json!({
         "description": "Reference server (`scmarket-ws serve`) only: a client that emits with an \
                         acknowledgement callback receives {\"ok\": true} or {\"ok\": false, \"error\": \
                         \"<reason>\"}. Production never calls the callback.",
-        "schema": inline_schema::<RoomAck>(Contract::Serialize),
+        "schema": component_schema::<RoomAck>(Contract::Serialize, components),
     })
 }
 
 /// The reasons of a refused room event, read from `RoomError`'s generated schema so their wire
 /// names and descriptions are the code's.
 fn room_error_entries() -> Vec<Value> {
-    let schema = inline_schema::<RoomError>(Contract::Serialize);
+    let schema = component_schema::<RoomError>(Contract::Serialize, &mut Map::new());
     let variants = schema
         .get("oneOf")
         .and_then(Value::as_array)
@@ -141,7 +152,8 @@ fn room_error_entries() -> Vec<Value> {
         .collect()
 }
 
-pub fn extension() -> Value {
+/// `x-websocket`; a schema it needs beyond the three goes to `components`.
+pub fn extension(components: &mut Map<String, Value>) -> Value {
     let mut errors = vec![
         json!({
             "type": "Handshake refused",
@@ -205,13 +217,13 @@ pub fn extension() -> Value {
                     "description": "Join the room of a chat. The server joins the socket only if the \
                                     chat exists and the user may view it; production answers nothing either way.",
                     "schema": schema_ref(JOIN_SCHEMA),
-                    "x-acknowledgement": acknowledgement(),
+                    "x-acknowledgement": acknowledgement(components),
                 },
                 {
                     "name": protocol::CLIENT_LEAVE_ROOM,
                     "description": "Leave the room of a chat.",
                     "schema": schema_ref(LEAVE_SCHEMA),
-                    "x-acknowledgement": acknowledgement(),
+                    "x-acknowledgement": acknowledgement(components),
                 },
             ],
             "server-to-client": [
@@ -242,10 +254,12 @@ pub fn extension() -> Value {
 }
 
 pub fn parts() -> WebsocketParts {
+    let mut schemas = schemas();
+    let extension = extension(&mut schemas);
     WebsocketParts {
-        schemas: schemas(),
+        schemas,
         webhooks: webhooks(),
-        extension: extension(),
+        extension,
     }
 }
 
@@ -293,4 +307,33 @@ pub fn parts_from_document(doc: &Value) -> Result<WebsocketParts, PartsError> {
         webhooks,
         extension,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(dead_code)] // only its schema is used
+    #[derive(JsonSchema)]
+    struct Thread {
+        replies: Vec<Thread>,
+    }
+
+    #[test]
+    fn recursive_types_refer_to_components_not_defs() {
+        let mut components = Map::new();
+        let schema = component_schema::<Thread>(Contract::Deserialize, &mut components);
+        assert_eq!(
+            schema["properties"]["replies"]["items"]["$ref"],
+            "#/components/schemas/Thread"
+        );
+        assert!(components.contains_key("Thread"));
+        assert!(!schema.to_string().contains("$defs") && !schema.to_string().contains("$schema"));
+    }
+
+    #[test]
+    fn the_three_schemas_need_nothing_else() {
+        let names: Vec<String> = parts().schemas.keys().cloned().collect();
+        assert_eq!(names, [MESSAGE_SCHEMA, JOIN_SCHEMA, LEAVE_SCHEMA]);
+    }
 }
