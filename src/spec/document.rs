@@ -251,13 +251,14 @@ pub fn render(value: &Value, format: SpecFormat) -> Result<String, DocumentError
 pub fn write_text(text: &str, path: Option<&Path>) -> Result<(), DocumentError> {
     let Some(path) = path else {
         let mut out = std::io::stdout().lock();
-        return out
-            .write_all(text.as_bytes())
-            .and_then(|_| out.flush())
-            .map_err(|source| DocumentError::Write {
+        return match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+            // `spec websocket | head` closing the pipe early is the reader's choice, not a failure.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.map_err(|source| DocumentError::Write {
                 path: PathBuf::from("<stdout>"),
                 source,
-            });
+            }),
+        };
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
