@@ -7,4 +7,5 @@ pub mod cli;
 pub mod exit;
 pub mod protocol;
 pub mod server;
+pub mod spec;
 pub mod store;

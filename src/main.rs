@@ -46,6 +46,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Session(args) => scmarket_ws::server::session::run(args)
             .await
             .map(|_| ExitCode::Ok),
+        Command::Spec(args) => scmarket_ws::spec::run(args),
     }
 }
 
