@@ -654,3 +654,36 @@ async fn metrics_report_the_seed_list() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn serves_its_openapi_document_and_offline_docs() {
+    let server = start_dev_server(&[]).await;
+    let base = server.http_url();
+    let doc: Value = reqwest::get(format!("{base}/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc, scmarket_ws::spec::server_document());
+    assert!(
+        doc["paths"]["/api/chats/{chat_id}/messages"]["post"].is_object(),
+        "{doc}"
+    );
+    assert!(doc["webhooks"]["serverMessage"].is_object());
+    assert_eq!(doc["x-websocket"]["path"], "/ws");
+    let page = reqwest::get(format!("{base}/docs")).await.unwrap();
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/openapi.json"));
+    assert!(
+        !html.contains("https://"),
+        "the docs page must not load anything from the internet"
+    );
+    server.shutdown().await;
+}

@@ -206,6 +206,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     let mut api = Router::new()
         .route("/healthz", get(rest::healthz))
         .route("/metrics", get(rest::metrics))
+        .route("/openapi.json", get(rest::openapi))
+        .route("/docs", get(rest::docs))
         .route("/api/chats", get(rest::list_chats).post(rest::create_chat))
         .route("/api/chats/{chat_id}", get(rest::get_chat))
         .route("/api/chats/{chat_id}/messages", post(rest::post_message));

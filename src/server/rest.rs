@@ -339,6 +339,21 @@ pub async fn dev_ban(State(state): State<HttpState>, body: Bytes) -> ApiResult<R
     })
 }
 
+/// `GET /openapi.json`: this server's REST routes merged with the websocket docs, built once.
+pub async fn openapi() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        serde_json::to_string_pretty(&crate::spec::server_document())
+            .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the document: {e}\"}}"))
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.as_str()).into_response()
+}
+
+/// `GET /docs`: a documentation page that works without internet access.
+pub async fn docs() -> axum::response::Html<&'static str> {
+    axum::response::Html(crate::spec::docs_page())
+}
+
 pub async fn healthz() -> &'static str {
     "ok"
 }
