@@ -4,5 +4,6 @@
 //! needs around it is: a validated [`scenario::Scenario`], compiled [`template::Template`]s,
 //! low-overhead [`metrics::Metrics`], [`thresholds::Threshold`]s and the [`report::Report`].
 
+pub mod metrics;
 pub mod template;
 pub mod yaml;
