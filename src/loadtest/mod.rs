@@ -5,5 +5,7 @@
 //! low-overhead [`metrics::Metrics`], [`thresholds::Threshold`]s and the [`report::Report`].
 
 pub mod metrics;
+pub mod report;
 pub mod template;
+pub mod thresholds;
 pub mod yaml;
