@@ -242,9 +242,15 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
+/// YAML 1.2 booleans only: under YAML 1.1 rules `name: n` or `- y` would silently become
+/// `false`/`true`, which no scenario author means.
+fn read(text: &str) -> Result<Option<Node>, serde_saphyr::Error> {
+    serde_saphyr::from_str_with_options(text, serde_saphyr::options! { strict_booleans: true })
+}
+
 /// Read a YAML document into a located tree. A syntax error becomes a located diagnostic.
 pub fn parse(source: &str) -> Result<Node, Diagnostic> {
-    match serde_saphyr::from_str::<Option<Node>>(source) {
+    match read(source) {
         Ok(Some(node)) => Ok(node),
         Ok(None) => Err(Diagnostic {
             loc: Loc::File { line: 1, column: 1 },
@@ -268,7 +274,7 @@ pub fn parse(source: &str) -> Result<Node, Diagnostic> {
 
 /// Parse the right-hand side of `--set key=value` as a YAML value, located at the argument.
 pub fn parse_override(text: &str, arg: &str) -> Result<Node, String> {
-    let node = match serde_saphyr::from_str::<Option<Node>>(text) {
+    let node = match read(text) {
         Ok(Some(node)) => node,
         Ok(None) => Node {
             loc: Loc::Arg(arg.into()),
@@ -429,6 +435,17 @@ mod tests {
                 column: 22
             }
         );
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_stay_strings() {
+        let doc = parse("name: n\nn: y\nflag: true\n").expect("parses");
+        assert!(matches!(&doc.get("name").map(|n| &n.value), Some(Value::Str(s)) if s == "n"));
+        assert!(matches!(&doc.get("n").map(|n| &n.value), Some(Value::Str(s)) if s == "y"));
+        assert!(matches!(
+            doc.get("flag").map(|n| &n.value),
+            Some(Value::Bool(true))
+        ));
     }
 
     #[test]
