@@ -4,8 +4,10 @@
 //! needs around it is: a validated [`scenario::Scenario`], compiled [`template::Template`]s,
 //! low-overhead [`metrics::Metrics`], [`thresholds::Threshold`]s and the [`report::Report`].
 
+pub mod command;
 pub mod metrics;
 pub mod report;
+pub mod scenario;
 pub mod template;
 pub mod thresholds;
 pub mod yaml;
