@@ -46,6 +46,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Session(args) => scmarket_ws::server::session::run(args)
             .await
             .map(|_| ExitCode::Ok),
+        Command::LoadTest(args) => scmarket_ws::loadtest::command::load_test(args).await,
+        Command::Report(args) => scmarket_ws::loadtest::command::report(args),
     }
 }
 
