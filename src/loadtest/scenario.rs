@@ -370,7 +370,7 @@ fn closest<'a>(name: &str, valid: &[&'a str]) -> Option<&'a str> {
     valid
         .iter()
         .map(|v| (distance(name, v), *v))
-        .filter(|(d, v)| *d <= 2.max(v.len() / 3))
+        .filter(|(d, v)| *d <= 1.max(v.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, v)| v)
 }
@@ -404,7 +404,10 @@ impl Validator {
             return None;
         };
         for (key, _) in entries {
-            if !valid.contains(&key.name.as_str()) {
+            // Top-level `x-` keys hold YAML anchors for reuse (`x-phase: &p {...}`), as in
+            // docker-compose files; they are not part of the model.
+            let extension = what == "the scenario" && key.name.starts_with("x-");
+            if !extension && !valid.contains(&key.name.as_str()) {
                 self.error(
                     &key.loc,
                     format!(
@@ -1910,6 +1913,20 @@ scenarios:
             .map(|(src, want)| format!("in {src:?}\ngot  {:?}\nwant {want:?}", errors(&src)))
             .collect();
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn x_keys_hold_anchors_for_reuse() {
+        let s = ok(
+            "x-phase: &p { duration: 2s, vus: 3 }\nname: a\nphases: [*p, { <<: *p, vus: 5 }]\nscenarios: [{ name: a, steps: [connect] }]\n",
+        );
+        assert_eq!(
+            s.phases[1],
+            Phase::Closed {
+                duration: Duration::from_secs(2),
+                vus: 5
+            }
+        );
     }
 
     #[test]

@@ -317,7 +317,11 @@ fn relocate(node: Node, loc: &Loc) -> Node {
 
 /// The parser's message without its own snippet and position, which the caller renders.
 fn plain_message(e: &serde_saphyr::Error) -> String {
-    let text = e.without_snippet().to_string();
+    let mut text = e.without_snippet().to_string();
+    // Advice meant for the programmer embedding the parser, not for a scenario author.
+    if let Some(i) = text.find(", set DuplicateKeyPolicy") {
+        text.truncate(i);
+    }
     // The message may already end in " at line X column Y"; the diagnostic shows the position.
     match text.find(" at line ") {
         Some(i) => text[..i].to_owned(),
@@ -435,6 +439,13 @@ mod tests {
                 column: 22
             }
         );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_in_plain_words() {
+        let err = parse("name: a\nname: b\n").expect_err("duplicate");
+        assert_eq!(err.loc, Loc::File { line: 2, column: 1 });
+        assert_eq!(err.message, "not valid YAML: duplicate mapping key: name");
     }
 
     #[test]
