@@ -195,3 +195,19 @@ fn a_run_says_the_runner_is_not_built_instead_of_faking_results() {
     );
     assert!(!Path::new("never-written.json").exists());
 }
+
+#[test]
+fn a_sessions_file_is_found_next_to_the_scenario() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("real.yaml");
+    std::fs::write(
+        &file,
+        "name: real\ntarget: http://127.0.0.1:7000\nsetup:\n  sessions_file: cookies.txt\nphases: [{ duration: 1s, vus: 1 }]\nscenarios: [{ name: a, steps: [connect] }]\n",
+    )
+    .expect("written");
+    let s = scenario::load(&file, &Overrides::default()).expect("valid");
+    match s.setup.users {
+        scenario::Users::SessionsFile(p) => assert_eq!(p, dir.path().join("cookies.txt")),
+        other => panic!("expected a sessions file, got {other:?}"),
+    }
+}
