@@ -14,6 +14,11 @@
 //!    Before a `post_message` (or emit), `metrics.message_sent(room, scheduled_at)` returns the
 //!    nonce to put in [`template::Vars::nonce`]; a receiving session calls
 //!    `recorder.delivered(content, now)` for every `serverMessage`.
+//!    Joining is idempotent on the server, and the server joins a socket to every chat its user
+//!    participates in when it connects (with dev rooms, the virtual user's own room). So a
+//!    session must keep the set of rooms it is in, call `rooms.join` on connect for those
+//!    automatic rooms and only for a room it is not in yet, and `rooms.leave` for each on
+//!    disconnect; otherwise `received` can exceed `expected`.
 //! 4. In the open model, pass the *scheduled* instant as the reference and record
 //!    [`metrics::Latency::ScheduleLag`] = actual start - scheduled start.
 //! 5. At the end: `metrics.snapshot()`, [`report::Generator::measure`], [`report::Report::build`]
