@@ -68,8 +68,17 @@ fn main() {
     let exe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/scmarket-ws");
     let mut server = Command::new(exe)
         .args([
-            "serve", "--dev", "--quiet", "--database", "sqlite::memory:", "--listen", "127.0.0.1:0",
-            "--handshake-rate", "0", "--max-connections-per-user", "0",
+            "serve",
+            "--dev",
+            "--quiet",
+            "--database",
+            "sqlite::memory:",
+            "--listen",
+            "127.0.0.1:0",
+            "--handshake-rate",
+            "0",
+            "--max-connections-per-user",
+            "0",
         ])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -85,6 +94,7 @@ fn main() {
     std::thread::spawn(move || for _ in lines {});
     drive(base, server.id(), sessions, concurrency, users);
     let _ = server.kill();
+    let _ = server.wait();
 }
 
 fn drive(base: String, pid: u32, sessions: usize, concurrency: usize, users: usize) {

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod exit;
+pub mod loadtest;
 pub mod protocol;
 pub mod server;
 pub mod spec;

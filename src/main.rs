@@ -47,6 +47,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             .await
             .map(|_| ExitCode::Ok),
         Command::Spec(args) => scmarket_ws::spec::run(args),
+        Command::LoadTest(args) => scmarket_ws::loadtest::command::load_test(args).await,
+        Command::Report(args) => scmarket_ws::loadtest::command::report(args),
     }
 }
 
