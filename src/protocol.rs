@@ -237,10 +237,7 @@ pub struct JoinRoomRequest {
 
 /// Argument of `clientLeaveRoom`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[schemars(
-    title = "LeaveRoomRequest",
-    description = "Leave the room of a chat."
-)]
+#[schemars(title = "LeaveRoomRequest", description = "Leave the room of a chat.")]
 pub struct LeaveRoomRequest {
     pub chat_id: ChatId,
 }
