@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod commands;
 pub mod exit;
 pub mod protocol;
 pub mod server;

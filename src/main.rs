@@ -20,6 +20,8 @@ fn main() -> ProcessExit {
         }
     };
     init_logging(cli.verbose, cli.quiet);
+    // Read while the process has one thread: the local offset cannot be read safely later.
+    scmarket_ws::commands::init_local_offset();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -46,6 +48,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Session(args) => scmarket_ws::server::session::run(args)
             .await
             .map(|_| ExitCode::Ok),
+        Command::Connect(args) => scmarket_ws::commands::connect::run(args).await,
+        Command::Join(args) => scmarket_ws::commands::join::run(args).await,
+        Command::Listen(args) => scmarket_ws::commands::listen::run(args).await,
     }
 }
 

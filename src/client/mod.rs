@@ -272,6 +272,8 @@ pub enum ClientError {
     HttpStatus { status: u16, body: String },
     #[error("the server refused the namespace connection (CONNECT_ERROR): {message}")]
     ConnectError { message: String },
+    #[error("{target} closed the connection without answering the websocket handshake")]
+    HandshakeClosed { target: String },
     #[error("cannot connect to {target}: {detail}")]
     Unreachable { target: String, detail: String },
     #[error("TLS failed with {target}: {detail}")]
@@ -306,9 +308,10 @@ impl ClientError {
             ClientError::Refused { .. } | ClientError::ConnectError { .. } => ErrorClass::Refused,
             ClientError::Unreachable { .. } | ClientError::Tls { .. } => ErrorClass::Unreachable,
             ClientError::Timeout { .. } | ClientError::AckTimeout(_) => ErrorClass::Timeout,
-            ClientError::HttpStatus { .. } | ClientError::Protocol(_) | ClientError::Closed(_) => {
-                ErrorClass::Other
-            }
+            ClientError::HttpStatus { .. }
+            | ClientError::HandshakeClosed { .. }
+            | ClientError::Protocol(_)
+            | ClientError::Closed(_) => ErrorClass::Other,
         }
     }
 

@@ -180,6 +180,10 @@ impl Session {
     /// Open the engine connection and the default namespace; returns once the server answered
     /// the namespace CONNECT (or fails on CONNECT_ERROR).
     pub async fn connect(options: &ConnectOptions) -> Result<Session, ClientError> {
+        if options.transport != Transport::Websocket {
+            // Building the HTTP client loads the TLS roots (tens of ms): not part of connecting.
+            http_client();
+        }
         let started = Instant::now();
         let deadline = started + options.timeout;
         let (link, info, early) = match options.transport {
@@ -367,6 +371,11 @@ fn ws_error(e: tungstenite::Error, target: &str) -> ClientError {
             detail: tls.to_string(),
         },
         E::Url(url) => ClientError::InvalidOption(format!("cannot use {target}: {url}")),
+        E::Protocol(tungstenite::error::ProtocolError::HandshakeIncomplete)
+        | E::ConnectionClosed
+        | E::AlreadyClosed => ClientError::HandshakeClosed {
+            target: target.to_string(),
+        },
         other => ClientError::Protocol(format!("websocket handshake with {target}: {other}")),
     }
 }
