@@ -47,6 +47,8 @@ pub enum Command {
     Join(JoinArgs),
     /// Stream the events a session receives, as text or NDJSON.
     Listen(ListenArgs),
+    /// OpenAPI/AsyncAPI documentation of the realtime layer, generated from the protocol types.
+    Spec(SpecArgs),
 }
 
 /// Parse `250ms`, `10s`, `5m`, `1h` (and combinations such as `1m30s`).
@@ -259,4 +261,73 @@ pub struct ListenArgs {
     /// How long to wait for the acknowledgement of each room join.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub ack_wait: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SpecArgs {
+    #[command(subcommand)]
+    pub command: SpecCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SpecCommand {
+    /// Print the websocket part of the OpenAPI document: the three schemas, the
+    /// `serverMessage` webhook and the `x-websocket` extension.
+    Websocket(SpecOutputArgs),
+    /// Merge the websocket documentation into a REST OpenAPI document (JSON or YAML), as the
+    /// backend's mergeWebSocketDocumentation does.
+    Merge(SpecMergeArgs),
+    /// Exit 1 with a diff when FILE's websocket part differs from what `spec websocket` prints
+    /// (a CI drift check).
+    Check(SpecCheckArgs),
+    /// Print the same contract as an AsyncAPI 3.0 document.
+    Asyncapi(SpecOutputArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SpecOutputArgs {
+    /// Output format (default: yaml when -o ends in .yaml/.yml, json otherwise).
+    #[arg(long, value_enum)]
+    pub format: Option<SpecFormat>,
+    /// Write to FILE (atomically: a failed run leaves no file) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SpecMergeArgs {
+    /// The REST OpenAPI document to merge into (JSON or YAML).
+    #[arg(long, value_name = "FILE")]
+    pub base: PathBuf,
+    /// Websocket documentation to merge instead of the generated one (a `spec websocket` output).
+    #[arg(long, value_name = "FILE")]
+    pub websocket: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: SpecOutputArgs,
+    /// What to do when the merge replaces a schema, webhook or `x-websocket` the base already had
+    /// with a different value: report it on stderr, or fail (exit 1, no output).
+    #[arg(long, value_enum, default_value = "warn")]
+    pub on_conflict: OnConflict,
+    /// Raise the document's `openapi` version (webhooks and `type: [..., "null"]` need 3.1),
+    /// converting OpenAPI 3.0 `nullable: true` schemas to the 3.1 form.
+    #[arg(long, value_name = "VERSION", value_parser = ["3.1.0", "3.1.1"])]
+    pub openapi_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SpecCheckArgs {
+    /// An OpenAPI document (JSON or YAML), merged or as printed by `spec websocket`.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SpecFormat {
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnConflict {
+    Warn,
+    Error,
 }

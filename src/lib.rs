@@ -9,4 +9,5 @@ pub mod commands;
 pub mod exit;
 pub mod protocol;
 pub mod server;
+pub mod spec;
 pub mod store;

@@ -51,6 +51,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Connect(args) => scmarket_ws::commands::connect::run(args).await,
         Command::Join(args) => scmarket_ws::commands::join::run(args).await,
         Command::Listen(args) => scmarket_ws::commands::listen::run(args).await,
+        Command::Spec(args) => scmarket_ws::spec::run(args),
     }
 }
 

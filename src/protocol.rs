@@ -259,6 +259,8 @@ pub enum RoomError {
     AccountDisabled,
     /// The socket sent events faster than the per-socket limit allows.
     RateLimited,
+    /// The server has no handler for that event name.
+    UnknownEvent,
     /// The store failed; try again.
     Internal,
 }
@@ -272,6 +274,7 @@ impl RoomError {
             RoomError::NotAuthorized => "not_authorized",
             RoomError::AccountDisabled => "account_disabled",
             RoomError::RateLimited => "rate_limited",
+            RoomError::UnknownEvent => "unknown_event",
             RoomError::Internal => "internal",
         }
     }

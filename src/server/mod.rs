@@ -1,15 +1,134 @@
-//! `serve`: the reference realtime server.
+//! `serve`: the reference realtime server. The router is assembled here, in one place.
 
+pub mod access;
+pub mod auth;
+pub mod handshake;
+pub mod limits;
+pub mod metrics;
+pub mod realtime;
+pub mod rest;
 pub mod session;
 
 use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::cli::ServeArgs;
+use anyhow::Context;
+use axum::Router;
+use axum::routing::{get, post};
+use socketioxide::SocketIo;
+use socketioxide::handler::ConnectHandler;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::cli::{ServeArgs, StoreArgs};
+use crate::exit::CommandError;
+use crate::store::fixtures::{DEMO_YAML, Fixtures};
+use crate::store::{SqliteStore, Store};
+use auth::Secrets;
+use handshake::OriginPolicy;
+use limits::Limits;
+use metrics::Metrics;
+
+/// What every handler shares.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub secrets: Secrets,
+    pub metrics: Metrics,
+    pub limits: Limits,
+    pub origins: OriginPolicy,
+    pub engine_path: String,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// State of the REST handlers: the app, and the Socket.IO server to broadcast through.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: AppState,
+    pub io: SocketIo,
+}
+
+/// The secrets from flags or environment; `--dev` alone falls back to a fixed development secret.
+pub fn resolve_secrets(args: &StoreArgs) -> Result<Secrets, CommandError> {
+    let session = args.session_secret.clone().filter(|s| !s.is_empty());
+    let jwt = args.jwt_secret.clone().filter(|s| !s.is_empty());
+    match (session, jwt) {
+        (Some(session), jwt) => Ok(Secrets::new(session, jwt)),
+        // Production's JWT secret may stand alone; sessions then need a secret too.
+        (None, Some(jwt)) if !args.dev => Err(CommandError::usage(format!(
+            "--jwt-secret is set but --session-secret is not: both cookie kinds need a secret \
+             (got a {}-character JWT secret). Set SESSION_SECRET too, or use --dev",
+            jwt.len()
+        ))),
+        (None, jwt) if args.dev => {
+            tracing::warn!(
+                "DEVELOPMENT MODE: cookies are signed with the fixed development secret; \
+                 never expose this server"
+            );
+            Ok(Secrets::new(auth::DEV_SECRET.to_string(), jwt))
+        }
+        _ => Err(CommandError::usage(
+            "no session secret: set SESSION_SECRET (and JWT_SECRET) or pass --session-secret, \
+             or run with --dev for a throwaway development secret",
+        )),
+    }
+}
+
+/// Open the store, migrate, and seed it: `--seed FILE` when given, the demo data when the
+/// database is new.
+pub async fn open_store(
+    database: &str,
+    seed: Option<&std::path::Path>,
+) -> anyhow::Result<SqliteStore> {
+    let (store, fresh) = SqliteStore::open(database)
+        .await
+        .map_err(|e| CommandError::usage(e.to_string()))?;
+    if let Some(path) = seed {
+        let fixtures = Fixtures::read(path).map_err(|e| CommandError::usage(e.to_string()))?;
+        store
+            .load_fixtures(&fixtures)
+            .await
+            .map_err(|e| CommandError::usage(format!("{}: {e}", path.display())))?;
+        tracing::info!(seed = %path.display(), "loaded fixtures");
+    } else if fresh {
+        let demo = Fixtures::parse(DEMO_YAML, "demo data")?;
+        store.load_fixtures(&demo).await?;
+        tracing::info!(
+            "new database: seeded the demo data (users alice, bob, carol, dave, erin, frank, admin)"
+        );
+    }
+    Ok(store)
+}
+
+fn engine_path(path: &str) -> Result<String, CommandError> {
+    let trimmed = path.trim().trim_end_matches('/');
+    if !trimmed.starts_with('/') || trimmed.len() < 2 || trimmed.contains(['?', '#', ' ']) {
+        return Err(CommandError::usage(format!(
+            "--path {path:?} must be an absolute path such as /ws"
+        )));
+    }
+    Ok(trimmed.to_string())
+}
 
 /// A server started in this process: what `serve` runs until a signal, and what tests and the
 /// load test's `embedded` target start on an ephemeral port.
 pub struct RunningServer {
     addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+    housekeeping: JoinHandle<()>,
+    io: SocketIo,
+    app: AppState,
 }
 
 impl RunningServer {
@@ -21,14 +140,173 @@ impl RunningServer {
     pub fn http_url(&self) -> String {
         format!("http://{}", self.addr)
     }
+    /// The shared state, for tests and the embedded load-test target (e.g. to read metrics).
+    pub fn app(&self) -> &AppState {
+        &self.app
+    }
+    /// Sockets currently connected to the default namespace.
+    pub fn socket_count(&self) -> usize {
+        self.io.sockets().len()
+    }
     /// Stop accepting, close every socket and wait for the server task to end.
-    pub async fn shutdown(self) {}
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.housekeeping.abort();
+        match tokio::time::timeout(Duration::from_secs(10), &mut self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+            Err(_) => {
+                tracing::warn!("connections did not close within 10 s; dropping them");
+                self.task.abort();
+            }
+        }
+    }
 }
 
-pub async fn start(_args: ServeArgs) -> anyhow::Result<RunningServer> {
-    anyhow::bail!("serve is being written")
+pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
+    let secrets = resolve_secrets(&args.store)?;
+    let path = engine_path(&args.path)?;
+    let store = open_store(&args.store.database, args.seed.as_deref()).await?;
+
+    let app = AppState(Arc::new(App {
+        store: Arc::new(store),
+        secrets,
+        metrics: Metrics::new(args.metrics_room_labels),
+        limits: Limits::new(
+            args.handshake_rate,
+            args.handshake_burst,
+            args.event_rate,
+            args.event_burst,
+            args.max_connections_per_user,
+        ),
+        origins: OriginPolicy::new(&args.allowed_origins),
+        engine_path: path.clone(),
+    }));
+
+    let max_payload = usize::try_from(args.max_payload).unwrap_or(usize::MAX);
+    let (layer, io) = SocketIo::builder()
+        .req_path(path.clone())
+        .ping_interval(args.ping_interval)
+        .ping_timeout(args.ping_timeout)
+        .connect_timeout(args.connect_timeout)
+        .max_payload(args.max_payload)
+        .ws_max_message_size(max_payload)
+        .ws_max_frame_size(max_payload)
+        .with_state(app.clone())
+        .build_layer();
+    io.ns("/", realtime::on_connect.with(realtime::admit));
+
+    let http = HttpState {
+        app: app.clone(),
+        io: io.clone(),
+    };
+    let mut api = Router::new()
+        .route("/healthz", get(rest::healthz))
+        .route("/metrics", get(rest::metrics))
+        .route("/openapi.json", get(rest::openapi))
+        .route("/docs", get(rest::docs))
+        .route("/api/chats", get(rest::list_chats).post(rest::create_chat))
+        .route("/api/chats/{chat_id}", get(rest::get_chat))
+        .route("/api/chats/{chat_id}/messages", post(rest::post_message));
+    if args.store.dev {
+        api = api
+            .route("/api/dev/login", post(rest::dev_login))
+            .route("/api/dev/chats", post(rest::dev_create_chat))
+            .route("/api/dev/ban", post(rest::dev_ban));
+    }
+    let router = api
+        .fallback(rest::not_found)
+        .with_state(http)
+        .layer(layer)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            handshake::engine_gate,
+        ));
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| {
+            CommandError::usage(format!(
+                "cannot listen on {}: {e} (is another server running there? try --listen 127.0.0.1:0)",
+                args.listen
+            ))
+        })?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let closing_io = io.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = shutdown_rx.await;
+            // Open websockets would keep the graceful shutdown waiting forever.
+            closing_io.close().await;
+        })
+        .await
+    });
+    let housekeeping_app = app.clone();
+    let housekeeping = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            housekeeping_app.limits.forget_idle();
+        }
+    });
+    Ok(RunningServer {
+        addr,
+        shutdown: Some(shutdown_tx),
+        task,
+        housekeeping,
+        io,
+        app,
+    })
 }
 
-pub async fn run(_args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("serve is being written")
+/// `serve`: run until SIGINT or SIGTERM, then shut down gracefully.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let dev = args.store.dev;
+    let path = args.path.clone();
+    let server = start(args).await?;
+    tracing::info!(
+        "listening on {} (Socket.IO at ws://{}{}){}",
+        server.http_url(),
+        server.local_addr(),
+        path.trim_end_matches('/'),
+        if dev {
+            "; dev helpers on /api/dev/*"
+        } else {
+            ""
+        }
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down: closing sockets");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
 }

@@ -1,7 +1,47 @@
-//! `session`: print a cookie for scripts.
+//! `session`: print a valid cookie for a user of a serve database, for scripts.
 
-use crate::cli::SessionArgs;
+use crate::cli::{CookieKind, SessionArgs};
+use crate::exit::CommandError;
+use crate::protocol::{ACCESS_COOKIE, SESSION_COOKIE};
+use crate::store::Store;
 
-pub async fn run(_args: SessionArgs) -> anyhow::Result<()> {
-    anyhow::bail!("session is being written")
+use super::{auth, open_store, resolve_secrets};
+
+pub async fn run(args: SessionArgs) -> anyhow::Result<()> {
+    let secrets = resolve_secrets(&args.store)?;
+    let store = open_store(&args.store.database, None).await?;
+    let user = match store.user_by_username(&args.user).await? {
+        Some(user) => user,
+        None if args.store.dev => store.ensure_user(&args.user).await?,
+        None => {
+            return Err(CommandError::usage(format!(
+                "no user {:?} in {} (add --dev to create it)",
+                args.user, args.store.database
+            ))
+            .into());
+        }
+    };
+    if !user.is_active() {
+        return Err(CommandError::usage(format!(
+            "user {} is banned or deleted: the server would refuse this cookie",
+            user.username
+        ))
+        .into());
+    }
+    let (name, value) = match args.kind {
+        CookieKind::Sid => {
+            let sid = store.create_login_session(user.user_id, args.ttl).await?;
+            (SESSION_COOKIE, auth::sign_session_cookie(&sid, &secrets))
+        }
+        CookieKind::Jwt => (
+            ACCESS_COOKIE,
+            auth::issue_access_token(&user, &secrets, args.ttl),
+        ),
+    };
+    if args.value_only {
+        println!("{value}");
+    } else {
+        println!("{name}={value}");
+    }
+    Ok(())
 }

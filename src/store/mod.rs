@@ -1,1 +1,103 @@
-//! Persistence behind a small trait.
+//! Persistence behind a small trait, so a Postgres store can follow the embedded SQLite one.
+//!
+//! The store answers facts (who a user is, who takes part in what); the rules built on those
+//! facts, such as who may view a chat, live in `server::access`.
+
+pub mod fixtures;
+pub mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::protocol::{ChatDetail, ChatId, ChatMessage, ChatSummary};
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An account as the realtime layer needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub user_id: Uuid,
+    pub username: String,
+    pub role: String,
+    pub banned: bool,
+    pub deleted: bool,
+}
+
+impl User {
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+    /// Banned and deleted users may neither connect nor act (production defect 5).
+    pub fn is_active(&self) -> bool {
+        !self.banned && !self.deleted
+    }
+}
+
+/// The parties of an order or an offer session, as far as chat access is concerned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Parties {
+    pub customer_id: Option<Uuid>,
+    pub assigned_id: Option<Uuid>,
+    pub contractor_id: Option<Uuid>,
+    /// The viewer's membership of the contractor, if any: its permission names.
+    pub viewer_permissions: Option<Vec<String>>,
+}
+
+/// Everything the viewing rule needs about one chat and one viewer, in one query.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChatAccessFacts {
+    pub viewer_is_participant: bool,
+    /// Set when the chat belongs to an order.
+    pub order: Option<Parties>,
+    /// Set when the chat belongs to an offer session.
+    pub offer: Option<Parties>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn user_by_id(&self, user_id: Uuid) -> StoreResult<Option<User>>;
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
+    /// The user of that name, created with role `user` when missing (dev login, dev chats).
+    async fn ensure_user(&self, username: &str) -> StoreResult<User>;
+    async fn set_banned(&self, user_id: Uuid, banned: bool) -> StoreResult<()>;
+
+    /// A new `login_sessions` row for the user; answers its sid.
+    async fn create_login_session(&self, user_id: Uuid, ttl: Duration) -> StoreResult<String>;
+    /// The user id of an unexpired session, from `sess.passport.user`.
+    async fn session_user(&self, sid: &str) -> StoreResult<Option<Uuid>>;
+
+    /// `None` when no chat has that id.
+    async fn chat_access_facts(
+        &self,
+        chat_id: ChatId,
+        viewer: Uuid,
+    ) -> StoreResult<Option<ChatAccessFacts>>;
+    /// Chats the user participates in (joined automatically on connect).
+    async fn participant_chats(&self, user_id: Uuid) -> StoreResult<Vec<ChatId>>;
+    async fn chat_summaries(&self, user_id: Uuid) -> StoreResult<Vec<ChatSummary>>;
+    async fn chat_detail(&self, chat_id: ChatId) -> StoreResult<Option<ChatDetail>>;
+    async fn create_chat(&self, name: Option<&str>, participants: &[Uuid]) -> StoreResult<ChatId>;
+    /// The direct chat between exactly these users (no order, no offer), created when missing.
+    async fn find_or_create_direct_chat(&self, participants: &[Uuid]) -> StoreResult<ChatId>;
+    /// Store a message; `author` is `None` for system messages.
+    async fn insert_message(
+        &self,
+        chat_id: ChatId,
+        author: Option<&User>,
+        content: &str,
+    ) -> StoreResult<ChatMessage>;
+}

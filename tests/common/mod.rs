@@ -30,7 +30,10 @@ pub fn serve_args(extra: &[&str]) -> ServeArgs {
         "sqlite::memory:",
     ];
     argv.extend_from_slice(extra);
-    match Cli::try_parse_from(argv).expect("valid serve flags").command {
+    match Cli::try_parse_from(argv)
+        .expect("valid serve flags")
+        .command
+    {
         CliCommand::Serve(args) => args,
         other => panic!("expected serve, got {other:?}"),
     }
@@ -63,4 +66,59 @@ pub fn ensure_node_modules() -> PathBuf {
             dir
         })
         .clone()
+}
+
+pub mod raw;
+
+use scmarket_ws::protocol::{DataEnvelope, DevLoginResponse};
+
+/// Demo data ids (src/store/demo.yaml).
+pub const ORDER_CHAT: &str = "5c0000c4-0000-4000-8000-000000000001";
+pub const OFFER_CHAT: &str = "5c0000c4-0000-4000-8000-000000000002";
+pub const DIRECT_CHAT: &str = "5c0000c4-0000-4000-8000-000000000003";
+pub const GROUP_CHAT: &str = "5c0000c4-0000-4000-8000-000000000004";
+
+/// Log in through the dev helper; answers the `Cookie` header value with the session cookie.
+pub async fn dev_login(base: &str, username: &str) -> DevLoginResponse {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/dev/login"))
+        .json(&serde_json::json!({ "username": username }))
+        .send()
+        .await
+        .expect("dev login request");
+    assert!(
+        response.status().is_success(),
+        "dev login as {username}: {}",
+        response.status()
+    );
+    response
+        .json::<DataEnvelope<DevLoginResponse>>()
+        .await
+        .expect("dev login JSON")
+        .data
+}
+
+pub async fn session_cookie(base: &str, username: &str) -> String {
+    dev_login(base, username).await.session_cookie
+}
+
+/// `POST /api/chats/:id/messages` as the owner of `cookie`: status and JSON body.
+pub async fn post_message(
+    base: &str,
+    cookie: &str,
+    chat_id: &str,
+    content: &str,
+) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/chats/{chat_id}/messages"))
+        .header("cookie", cookie)
+        .json(&serde_json::json!({ "content": content }))
+        .send()
+        .await
+        .expect("post message request");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
 }

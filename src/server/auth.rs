@@ -1,0 +1,333 @@
+//! Handshake and REST authentication, exactly as production: the `scmarket.access` JWT first,
+//! then the signed `scmarket.sid` express-session cookie. Also the signing side, for the dev
+//! login and the `session` command.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use hmac::{Hmac, KeyInit, Mac};
+use http::HeaderMap;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::protocol::{ACCESS_COOKIE, ACCESS_TOKEN_LEEWAY, SESSION_COOKIE};
+use crate::store::{Store, StoreError, User};
+
+/// The secret `--dev` falls back to. Logged loudly; never acceptable outside development.
+pub const DEV_SECRET: &str = "scmarket-ws-development-secret-do-not-use-in-production";
+
+/// The secrets that sign cookies. The JWT secret falls back to the session secret, as production.
+#[derive(Clone)]
+pub struct Secrets {
+    session: String,
+    jwt: String,
+}
+
+impl Secrets {
+    pub fn new(session: String, jwt: Option<String>) -> Self {
+        let jwt = jwt.unwrap_or_else(|| session.clone());
+        Secrets { session, jwt }
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets { .. }")
+    }
+}
+
+/// How a user proved who they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    AccessToken,
+    SessionCookie,
+}
+
+/// Inserted into the handshake request's extensions by the engine middleware; the Socket.IO
+/// handlers read it back from the socket's request parts.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    pub user: User,
+    pub method: AuthMethod,
+}
+
+/// Why a handshake or a REST call was not authenticated. Production tells the client nothing;
+/// the reason goes to the log and to `scmarket_ws_handshakes_refused_total{reason}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    NoCredentials,
+    TokenInvalid,
+    TokenExpired,
+    SessionMalformed,
+    SessionBadSignature,
+    SessionUnknown,
+    UserUnknown,
+    UserDisabled,
+    StoreError,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 9] = [
+        Refusal::NoCredentials,
+        Refusal::TokenInvalid,
+        Refusal::TokenExpired,
+        Refusal::SessionMalformed,
+        Refusal::SessionBadSignature,
+        Refusal::SessionUnknown,
+        Refusal::UserUnknown,
+        Refusal::UserDisabled,
+        Refusal::StoreError,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Refusal::NoCredentials => "no_credentials",
+            Refusal::TokenInvalid => "token_invalid",
+            Refusal::TokenExpired => "token_expired",
+            Refusal::SessionMalformed => "session_malformed",
+            Refusal::SessionBadSignature => "session_bad_signature",
+            Refusal::SessionUnknown => "session_unknown",
+            Refusal::UserUnknown => "user_unknown",
+            Refusal::UserDisabled => "user_disabled",
+            Refusal::StoreError => "store_error",
+        }
+    }
+}
+
+/// Claims of the access JWT.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub sub: String,
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// The value of the first cookie called `name` in the request's `Cookie` headers.
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim().trim_matches('"'))
+}
+
+fn session_signature(sid: &str, secret: &str) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(sid.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// `s:<sid>.<signature>` URL-encoded as express-session (cookie-signature) writes it.
+pub fn sign_session_cookie(sid: &str, secrets: &Secrets) -> String {
+    let signature = base64::engine::general_purpose::STANDARD_NO_PAD
+        .encode(session_signature(sid, &secrets.session));
+    let raw = format!("s:{sid}.{signature}");
+    percent_encoding::utf8_percent_encode(&raw, COOKIE_VALUE_ESCAPES).to_string()
+}
+
+/// What `encodeURIComponent` escapes in the characters a signed cookie can contain.
+const COOKIE_VALUE_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// The sid inside a signed cookie value, when its signature is right.
+pub fn verify_session_cookie(value: &str, secrets: &Secrets) -> Result<String, Refusal> {
+    let decoded = percent_encoding::percent_decode_str(value)
+        .decode_utf8()
+        .map_err(|_| Refusal::SessionMalformed)?;
+    let signed = decoded
+        .strip_prefix("s:")
+        .ok_or(Refusal::SessionMalformed)?;
+    let (sid, signature) = signed.rsplit_once('.').ok_or(Refusal::SessionMalformed)?;
+    if sid.is_empty() || sid.len() > 256 {
+        return Err(Refusal::SessionMalformed);
+    }
+    let given = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(signature.trim_end_matches('='))
+        .map_err(|_| Refusal::SessionBadSignature)?;
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secrets.session.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(sid.as_bytes());
+    // verify_slice compares in constant time.
+    mac.verify_slice(&given)
+        .map_err(|_| Refusal::SessionBadSignature)?;
+    Ok(sid.to_string())
+}
+
+pub fn issue_access_token(user: &User, secrets: &Secrets, ttl: Duration) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = AccessClaims {
+        sub: user.user_id.to_string(),
+        role: user.role.clone(),
+        username: user.username.clone(),
+        iat: now,
+        exp: now + ttl.as_secs(),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secrets.jwt.as_bytes()),
+    )
+    .expect("HS256 signing of plain claims cannot fail")
+}
+
+/// The user id in a valid access token. Only HS256 is accepted, so `alg: none` and tokens
+/// signed with another algorithm are refused.
+pub fn verify_access_token(token: &str, secrets: &Secrets) -> Result<Uuid, Refusal> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = ACCESS_TOKEN_LEEWAY.as_secs();
+    validation.validate_exp = true;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    let data = jsonwebtoken::decode::<AccessClaims>(
+        token,
+        &DecodingKey::from_secret(secrets.jwt.as_bytes()),
+        &validation,
+    )
+    .map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => Refusal::TokenExpired,
+        _ => Refusal::TokenInvalid,
+    })?;
+    Uuid::try_parse(&data.claims.sub).map_err(|_| Refusal::TokenInvalid)
+}
+
+/// Authenticate a request by its cookies, as production does on the handshake: a valid access
+/// token wins; otherwise the session cookie decides. When both fail, the more telling reason
+/// is reported (an expired token says more than "no session cookie").
+pub async fn authenticate(
+    headers: &HeaderMap,
+    secrets: &Secrets,
+    store: &dyn Store,
+) -> Result<Authenticated, Refusal> {
+    let mut token_refusal = None;
+    if let Some(token) = cookie_value(headers, ACCESS_COOKIE) {
+        match verify_access_token(token, secrets) {
+            Ok(user_id) => match active_user(store, user_id).await {
+                Ok(user) => {
+                    return Ok(Authenticated {
+                        user,
+                        method: AuthMethod::AccessToken,
+                    });
+                }
+                Err(r) => token_refusal = Some(r),
+            },
+            Err(r) => token_refusal = Some(r),
+        }
+    }
+    let Some(cookie) = cookie_value(headers, SESSION_COOKIE) else {
+        return Err(token_refusal.unwrap_or(Refusal::NoCredentials));
+    };
+    let sid = verify_session_cookie(cookie, secrets)?;
+    let user_id = store
+        .session_user(&sid)
+        .await
+        .map_err(store_refusal)?
+        .ok_or(Refusal::SessionUnknown)?;
+    let user = active_user(store, user_id).await?;
+    Ok(Authenticated {
+        user,
+        method: AuthMethod::SessionCookie,
+    })
+}
+
+/// The user, if it exists and is neither banned nor deleted.
+pub async fn active_user(store: &dyn Store, user_id: Uuid) -> Result<User, Refusal> {
+    let user = store
+        .user_by_id(user_id)
+        .await
+        .map_err(store_refusal)?
+        .ok_or(Refusal::UserUnknown)?;
+    if user.is_active() {
+        Ok(user)
+    } else {
+        Err(Refusal::UserDisabled)
+    }
+}
+
+fn store_refusal(e: StoreError) -> Refusal {
+    tracing::error!(error = %e, "store failed during authentication");
+    Refusal::StoreError
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets() -> Secrets {
+        Secrets::new("keyboard cat".into(), None)
+    }
+
+    #[test]
+    fn session_cookie_matches_express_cookie_signature() {
+        // cookie-signature's own test vector: sign('hello', 'tobiiscool').
+        let s = Secrets::new("tobiiscool".into(), None);
+        assert_eq!(
+            sign_session_cookie("hello", &s),
+            "s%3Ahello.DGDUkGlIkCzPz%2BC0B064FNgHdEjox7ch8tOBGslZ5QI"
+        );
+        assert_eq!(
+            verify_session_cookie(
+                "s%3Ahello.DGDUkGlIkCzPz%2BC0B064FNgHdEjox7ch8tOBGslZ5QI",
+                &s
+            ),
+            Ok("hello".into())
+        );
+    }
+
+    #[test]
+    fn tampered_session_cookies_are_refused() {
+        let s = secrets();
+        let good = sign_session_cookie("abc", &s);
+        assert_eq!(verify_session_cookie(&good, &s), Ok("abc".into()));
+        let forged = good.replace("abc", "abd");
+        assert_eq!(
+            verify_session_cookie(&forged, &s),
+            Err(Refusal::SessionBadSignature)
+        );
+        assert_eq!(
+            verify_session_cookie("abc", &s),
+            Err(Refusal::SessionMalformed)
+        );
+        assert_eq!(
+            verify_session_cookie("s%3Aabc", &s),
+            Err(Refusal::SessionMalformed)
+        );
+        assert_eq!(
+            verify_session_cookie("%FF%FE", &s),
+            Err(Refusal::SessionMalformed)
+        );
+        let other = Secrets::new("other".into(), None);
+        assert_eq!(
+            verify_session_cookie(&good, &other),
+            Err(Refusal::SessionBadSignature)
+        );
+    }
+
+    #[test]
+    fn cookie_header_parsing() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::COOKIE,
+            "a=1; scmarket.sid=xyz ; b=2".parse().unwrap(),
+        );
+        assert_eq!(cookie_value(&h, "scmarket.sid"), Some("xyz"));
+        assert_eq!(cookie_value(&h, "c"), None);
+    }
+}

@@ -1,0 +1,98 @@
+//! The limits the seed document asks for: handshakes per IP, events per socket, sockets per user.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use uuid::Uuid;
+
+/// A steady rate and a burst; `None` when the rate is 0 (limit off).
+fn quota(per_second: u32, burst: u32) -> Option<Quota> {
+    let rate = NonZeroU32::new(per_second)?;
+    let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
+    Some(Quota::per_second(rate).allow_burst(burst))
+}
+
+pub struct Limits {
+    handshakes: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    event_quota: Option<Quota>,
+    max_connections_per_user: u32,
+    connections: DashMap<Uuid, u32>,
+}
+
+/// The per-socket event limiter, kept in the socket's extensions.
+#[derive(Clone)]
+pub struct EventLimiter(Option<Arc<DefaultDirectRateLimiter>>);
+
+impl EventLimiter {
+    /// Whether one more event fits in the socket's budget.
+    pub fn allow(&self) -> bool {
+        self.0.as_ref().is_none_or(|l| l.check().is_ok())
+    }
+}
+
+impl Limits {
+    pub fn new(
+        handshake_rate: u32,
+        handshake_burst: u32,
+        event_rate: u32,
+        event_burst: u32,
+        max_connections_per_user: u32,
+    ) -> Self {
+        Limits {
+            handshakes: quota(handshake_rate, handshake_burst).map(RateLimiter::keyed),
+            event_quota: quota(event_rate, event_burst),
+            max_connections_per_user,
+            connections: DashMap::new(),
+        }
+    }
+
+    pub fn allow_handshake(&self, ip: IpAddr) -> bool {
+        self.handshakes
+            .as_ref()
+            .is_none_or(|l| l.check_key(&ip).is_ok())
+    }
+
+    /// Forget IPs whose budget is full again, so the keyed state stays small.
+    pub fn forget_idle(&self) {
+        if let Some(l) = &self.handshakes {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+
+    pub fn event_limiter(&self) -> EventLimiter {
+        EventLimiter(self.event_quota.map(|q| Arc::new(RateLimiter::direct(q))))
+    }
+
+    /// Whether the user may open one more socket (checked on the handshake).
+    pub fn user_has_room(&self, user: Uuid) -> bool {
+        self.max_connections_per_user == 0
+            || self.connections.get(&user).map_or(0, |c| *c) < self.max_connections_per_user
+    }
+
+    /// Count a socket in; answers the user's open sockets including this one, and whether
+    /// this is the user's first.
+    pub fn connected(&self, user: Uuid) -> u32 {
+        let mut count = self.connections.entry(user).or_insert(0);
+        *count += 1;
+        *count
+    }
+
+    /// Count a socket out; answers the user's remaining open sockets.
+    pub fn disconnected(&self, user: Uuid) -> u32 {
+        let remaining = match self.connections.get_mut(&user) {
+            Some(mut count) => {
+                *count = count.saturating_sub(1);
+                *count
+            }
+            None => 0,
+        };
+        if remaining == 0 {
+            self.connections.remove_if(&user, |_, c| *c == 0);
+        }
+        remaining
+    }
+}

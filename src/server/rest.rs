@@ -1,0 +1,374 @@
+//! The REST routes around the realtime layer, production's answers minus its defects, and the
+//! dev-only helpers that let tests and load tests provision users and rooms.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::HttpState;
+use super::access::can_view_chat;
+use super::auth::{self, Refusal};
+use super::realtime::user_room;
+use crate::protocol::{
+    ACCESS_COOKIE, ACCESS_TOKEN_LIFETIME, ChatId, CreateChatRequest, CreatedChat, DataEnvelope,
+    DevCreateChatRequest, DevLoginRequest, DevLoginResponse, ErrorBody, ErrorEnvelope,
+    MAX_CONTENT_CHARS, PostMessageRequest, ResultSuccess, SERVER_MESSAGE, SESSION_COOKIE,
+};
+use crate::store::{StoreError, User};
+
+/// How long a dev-login session lasts: long enough for a soak test.
+pub const DEV_SESSION_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// The most participants one dev chat may be created with.
+pub const MAX_DEV_PARTICIPANTS: usize = 50_000;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    fn validation(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message)
+    }
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+    fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", "Not authorized")
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failed during a REST call");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_SERVER_ERROR",
+            "Internal server error",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<DataEnvelope<T>>, ApiError>;
+
+fn data<T: Serialize>(value: T) -> ApiResult<T> {
+    Ok(Json(DataEnvelope { data: value }))
+}
+
+/// Parse a JSON body ourselves so every malformed body is a 400 in the API's error envelope
+/// (axum's own extractor answers 415/422 in plain text).
+fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::validation(format!("Invalid request body: {e}")))
+}
+
+fn chat_id_path(text: &str) -> Result<ChatId, ApiError> {
+    ChatId::parse(text).map_err(|e| ApiError::validation(e.to_string()))
+}
+
+async fn caller(state: &HttpState, headers: &HeaderMap) -> Result<User, ApiError> {
+    match auth::authenticate(headers, &state.app.secrets, state.app.store.as_ref()).await {
+        Ok(a) => Ok(a.user),
+        Err(Refusal::StoreError) => {
+            Err(StoreError::Invalid("authentication lookup failed".into()).into())
+        }
+        Err(refusal) => {
+            tracing::debug!(reason = refusal.as_str(), "REST call not authenticated");
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "Not logged in",
+            ))
+        }
+    }
+}
+
+/// The chat, if it exists and the caller may view it: 404 before 403, as production.
+async fn viewable_chat(state: &HttpState, user: &User, chat_id: ChatId) -> Result<(), ApiError> {
+    let facts = state
+        .app
+        .store
+        .chat_access_facts(chat_id, user.user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Chat not found"))?;
+    if can_view_chat(user, &facts) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
+/// `POST /api/chats/:chat_id/messages`: store, broadcast `serverMessage`, answer Success.
+/// A 403 stores and broadcasts nothing (production defect 3).
+pub async fn post_message(
+    State(state): State<HttpState>,
+    Path(chat_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<ResultSuccess> {
+    let user = caller(&state, &headers).await?;
+    let chat_id = chat_id_path(&chat_id)?;
+    let request: PostMessageRequest = json_body(&body)?;
+    let length = request.content.chars().count();
+    if length == 0 || length > MAX_CONTENT_CHARS {
+        return Err(ApiError::validation(format!(
+            "content must be 1 to {MAX_CONTENT_CHARS} characters long (got {length})"
+        )));
+    }
+    viewable_chat(&state, &user, chat_id).await?;
+    let message = state
+        .app
+        .store
+        .insert_message(chat_id, Some(&user), &request.content)
+        .await?;
+    let room = chat_id.room();
+    if let Err(e) = state
+        .io
+        .to(room.clone())
+        .emit(SERVER_MESSAGE, &message)
+        .await
+    {
+        // Stored but not delivered to everyone: the message is still in the chat's history.
+        tracing::warn!(error = %e, %room, "broadcast of serverMessage failed for some sockets");
+    }
+    state.app.metrics.message_sent(&room);
+    data(ResultSuccess {
+        result: "Success".into(),
+    })
+}
+
+/// `GET /api/chats`: the caller's chats.
+pub async fn list_chats(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+) -> ApiResult<Vec<crate::protocol::ChatSummary>> {
+    let user = caller(&state, &headers).await?;
+    data(state.app.store.chat_summaries(user.user_id).await?)
+}
+
+/// `GET /api/chats/:chat_id`: one chat with all its messages.
+pub async fn get_chat(
+    State(state): State<HttpState>,
+    Path(chat_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<crate::protocol::ChatDetail> {
+    let user = caller(&state, &headers).await?;
+    let chat_id = chat_id_path(&chat_id)?;
+    viewable_chat(&state, &user, chat_id).await?;
+    let detail = state
+        .app
+        .store
+        .chat_detail(chat_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Chat not found"))?;
+    data(detail)
+}
+
+/// `POST /api/chats`: find or create the direct chat between the caller and these users.
+/// The answer carries the `chat_id` (production's does not).
+pub async fn create_chat(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<CreatedChat> {
+    let user = caller(&state, &headers).await?;
+    let request: CreateChatRequest = json_body(&body)?;
+    if request.users.is_empty() {
+        return Err(ApiError::validation(
+            "users must name at least one other user",
+        ));
+    }
+    let mut ids = vec![user.user_id];
+    for name in &request.users {
+        let other = state
+            .app
+            .store
+            .user_by_username(name)
+            .await?
+            .filter(User::is_active)
+            .ok_or_else(|| ApiError::not_found(format!("User {name} not found")))?;
+        ids.push(other.user_id);
+    }
+    let chat_id = state.app.store.find_or_create_direct_chat(&ids).await?;
+    data(CreatedChat { chat_id })
+}
+
+fn valid_username(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(format!(
+            "username {:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '-', '.'",
+            name.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+/// Dev only: log in as a user (created when missing), setting both auth cookies.
+pub async fn dev_login(State(state): State<HttpState>, body: Bytes) -> Result<Response, ApiError> {
+    let request: DevLoginRequest = json_body(&body)?;
+    valid_username(&request.username)?;
+    let user = state.app.store.ensure_user(&request.username).await?;
+    if !user.is_active() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "User is banned",
+        ));
+    }
+    let sid = state
+        .app
+        .store
+        .create_login_session(user.user_id, DEV_SESSION_TTL)
+        .await?;
+    let session_value = auth::sign_session_cookie(&sid, &state.app.secrets);
+    let token = auth::issue_access_token(&user, &state.app.secrets, ACCESS_TOKEN_LIFETIME);
+    let answer = DevLoginResponse {
+        user_id: user.user_id,
+        username: user.username.clone(),
+        role: user.role.clone(),
+        session_cookie: format!("{SESSION_COOKIE}={session_value}"),
+        access_cookie: format!("{ACCESS_COOKIE}={token}"),
+    };
+    let mut response = Json(DataEnvelope { data: answer }).into_response();
+    for cookie in [
+        format!(
+            "{SESSION_COOKIE}={session_value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+            DEV_SESSION_TTL.as_secs()
+        ),
+        format!(
+            "{ACCESS_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+            ACCESS_TOKEN_LIFETIME.as_secs()
+        ),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    Ok(response)
+}
+
+/// Dev only: create a chat among these users (created when missing).
+pub async fn dev_create_chat(
+    State(state): State<HttpState>,
+    body: Bytes,
+) -> ApiResult<CreatedChat> {
+    let request: DevCreateChatRequest = json_body(&body)?;
+    if request.participants.len() > MAX_DEV_PARTICIPANTS {
+        return Err(ApiError::validation(format!(
+            "at most {MAX_DEV_PARTICIPANTS} participants per chat"
+        )));
+    }
+    let mut ids = Vec::with_capacity(request.participants.len());
+    for name in &request.participants {
+        valid_username(name)?;
+        ids.push(state.app.store.ensure_user(name).await?.user_id);
+    }
+    let chat_id = state
+        .app
+        .store
+        .create_chat(request.name.as_deref(), &ids)
+        .await?;
+    data(CreatedChat { chat_id })
+}
+
+#[derive(serde::Deserialize)]
+pub struct DevBanRequest {
+    pub username: String,
+    #[serde(default = "yes")]
+    pub banned: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Dev only: ban (or unban) a user and close every socket they have open, to exercise the
+/// re-checks production lacks.
+pub async fn dev_ban(State(state): State<HttpState>, body: Bytes) -> ApiResult<ResultSuccess> {
+    let request: DevBanRequest = json_body(&body)?;
+    let user = state
+        .app
+        .store
+        .user_by_username(&request.username)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("User {} not found", request.username)))?;
+    state
+        .app
+        .store
+        .set_banned(user.user_id, request.banned)
+        .await?;
+    if request.banned
+        && let Err(e) = state.io.to(user_room(user.user_id)).disconnect().await
+    {
+        tracing::warn!(error = %e, "could not disconnect every socket of a banned user");
+    }
+    data(ResultSuccess {
+        result: "Success".into(),
+    })
+}
+
+/// `GET /openapi.json`: this server's REST routes merged with the websocket docs, built once.
+pub async fn openapi() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        serde_json::to_string_pretty(&crate::spec::server_document())
+            .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the document: {e}\"}}"))
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.as_str()).into_response()
+}
+
+/// `GET /docs`: a documentation page that works without internet access.
+pub async fn docs() -> axum::response::Html<&'static str> {
+    axum::response::Html(crate::spec::docs_page())
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn metrics(State(state): State<HttpState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.app.metrics.render(),
+    )
+        .into_response()
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("No such route")
+}

@@ -1,0 +1,344 @@
+//! The reference server's own OpenAPI 3.1 document (its REST routes merged with the websocket
+//! docs) and its offline documentation page: what `serve` answers on `/openapi.json` and `/docs`.
+
+use schemars::JsonSchema;
+use schemars::generate::{Contract, SchemaGenerator, SchemaSettings};
+use serde_json::{Map, Value, json};
+
+use super::merge::merge;
+use super::websocket::{self, MESSAGE_SCHEMA, schema_ref};
+use crate::protocol::{
+    self, ChatDetail, ChatSummary, CreateChatRequest, CreatedChat, DevCreateChatRequest,
+    DevLoginRequest, DevLoginResponse, ErrorEnvelope, PostMessageRequest, ResultSuccess,
+};
+
+/// A self-contained HTML page (no CDN, no external asset) that fetches `/openapi.json` and
+/// renders its paths, schemas, webhooks and `x-websocket`.
+pub fn docs_page() -> &'static str {
+    include_str!("docs_page.html")
+}
+
+fn generator(contract: Contract) -> SchemaGenerator {
+    SchemaSettings::draft2020_12()
+        .with(|s| {
+            s.meta_schema = None;
+            s.definitions_path = "/components/schemas".into();
+            s.contract = contract;
+        })
+        .into_generator()
+}
+
+/// Component schemas of the REST types. Requests are described as the server deserialises
+/// them, answers as it serialises them. The message type inside `ChatDetail` is the websocket
+/// docs' `WebSocketMessage`, so the document has one name for one payload.
+fn rest_schemas() -> Map<String, Value> {
+    let mut requests = generator(Contract::Deserialize);
+    let mut answers = generator(Contract::Serialize);
+    add::<PostMessageRequest>(&mut requests);
+    add::<CreateChatRequest>(&mut requests);
+    add::<DevLoginRequest>(&mut requests);
+    add::<DevCreateChatRequest>(&mut requests);
+    add::<ChatSummary>(&mut answers);
+    add::<ChatDetail>(&mut answers);
+    add::<CreatedChat>(&mut answers);
+    add::<DevLoginResponse>(&mut answers);
+    add::<ResultSuccess>(&mut answers);
+    add::<ErrorEnvelope>(&mut answers);
+
+    let mut schemas = Map::new();
+    for (name, schema) in requests
+        .take_definitions(true)
+        .into_iter()
+        .chain(answers.take_definitions(true))
+    {
+        if name == "ChatMessage" {
+            continue;
+        }
+        schemas.insert(name, schema);
+    }
+    let mut value = Value::Object(schemas);
+    rename_ref(
+        &mut value,
+        "#/components/schemas/ChatMessage",
+        &format!("#/components/schemas/{MESSAGE_SCHEMA}"),
+    );
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn add<T: JsonSchema>(generator: &mut SchemaGenerator) {
+    // Registers T (and what it refers to) in the generator's definitions.
+    let _ = generator.subschema_for::<T>();
+}
+
+fn rename_ref(value: &mut Value, from: &str, to: &str) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if key == "$ref" && child.as_str() == Some(from) {
+                    *child = Value::String(to.to_string());
+                } else {
+                    rename_ref(child, from, to);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rename_ref(v, from, to)),
+        _ => {}
+    }
+}
+
+fn data_of(schema: Value) -> Value {
+    json!({
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": schema},
+    })
+}
+
+fn json_response(description: &str, schema: Value) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    })
+}
+
+fn json_body(schema_name: &str) -> Value {
+    json!({
+        "required": true,
+        "content": {"application/json": {"schema": schema_ref(schema_name)}},
+    })
+}
+
+fn error(name: &str) -> Value {
+    json!({"$ref": format!("#/components/responses/{name}")})
+}
+
+fn chat_id_parameter() -> Value {
+    json!({
+        "name": "chat_id",
+        "in": "path",
+        "required": true,
+        "description": "The chat's id (a UUID; any letter case, normalised to lowercase).",
+        "schema": {"type": "string", "format": "uuid"},
+    })
+}
+
+fn rest_document() -> Value {
+    let cookies = json!([{"accessCookie": []}, {"sessionCookie": []}]);
+    let dev_note = "Development only: mounted when the server runs with `serve --dev`; \
+                    answers 404 otherwise.";
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "scmarket-ws reference server",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The REST routes of `scmarket-ws serve`, which speaks SC Market's production \
+                            realtime contract, and its Socket.IO layer (webhooks and x-websocket).",
+            "license": {"name": "MIT", "identifier": "MIT"},
+        },
+        "servers": [{"url": "/", "description": "The server that answered this document."}],
+        "tags": [
+            {"name": "Chats", "description": "Chats and messages; posting a message emits serverMessage."},
+            {"name": "Operations", "description": "Health, metrics and documentation."},
+            {"name": "Development", "description": dev_note},
+            {"name": "WebSocket", "description": "Socket.IO events, documented as webhooks."},
+        ],
+        "paths": {
+            "/healthz": {"get": {
+                "tags": ["Operations"],
+                "summary": "Liveness check",
+                "operationId": "healthz",
+                "responses": {"200": {
+                    "description": "The server is up.",
+                    "content": {"text/plain": {"schema": {"type": "string", "const": "ok"}}},
+                }},
+            }},
+            "/metrics": {"get": {
+                "tags": ["Operations"],
+                "summary": "Prometheus metrics",
+                "operationId": "metrics",
+                "responses": {"200": {
+                    "description": "Metrics in the Prometheus text exposition format.",
+                    "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
+                }},
+            }},
+            "/openapi.json": {"get": {
+                "tags": ["Operations"],
+                "summary": "This document",
+                "operationId": "openapi",
+                "responses": {"200": json_response("The OpenAPI 3.1 document.", json!({"type": "object"}))},
+            }},
+            "/docs": {"get": {
+                "tags": ["Operations"],
+                "summary": "Documentation page",
+                "description": "A self-contained HTML page that renders /openapi.json; needs no internet access.",
+                "operationId": "docs",
+                "responses": {"200": {
+                    "description": "HTML page.",
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                }},
+            }},
+            "/api/chats": {
+                "get": {
+                    "tags": ["Chats"],
+                    "summary": "The caller's chats",
+                    "operationId": "listChats",
+                    "security": cookies,
+                    "responses": {
+                        "200": json_response("The chats the caller participates in.",
+                            data_of(json!({"type": "array", "items": schema_ref("ChatSummary")}))),
+                        "401": error("NotLoggedIn"),
+                    },
+                },
+                "post": {
+                    "tags": ["Chats"],
+                    "summary": "Create (or find) a direct chat with the given users",
+                    "description": "Production answers without the chat id; the reference server adds it.",
+                    "operationId": "createChat",
+                    "security": cookies,
+                    "requestBody": json_body("CreateChatRequest"),
+                    "responses": {
+                        "200": json_response("The chat.", data_of(schema_ref("CreatedChat"))),
+                        "400": error("ValidationFailed"),
+                        "401": error("NotLoggedIn"),
+                    },
+                },
+            },
+            "/api/chats/{chat_id}": {"get": {
+                "tags": ["Chats"],
+                "summary": "One chat with all its messages",
+                "operationId": "getChat",
+                "security": cookies,
+                "parameters": [chat_id_parameter()],
+                "responses": {
+                    "200": json_response("The chat.", data_of(schema_ref("ChatDetail"))),
+                    "400": error("ValidationFailed"),
+                    "401": error("NotLoggedIn"),
+                    "403": error("NotAuthorized"),
+                    "404": error("ChatNotFound"),
+                },
+            }},
+            "/api/chats/{chat_id}/messages": {"post": {
+                "tags": ["Chats"],
+                "summary": "Post a message",
+                "description": format!(
+                    "Stores the message with the caller as author and emits it as `{}` to the chat's room. \
+                     Unlike production, a refused post (403) is neither stored nor broadcast.",
+                    protocol::SERVER_MESSAGE
+                ),
+                "operationId": "postMessage",
+                "security": cookies,
+                "parameters": [chat_id_parameter()],
+                "requestBody": json_body("PostMessageRequest"),
+                "responses": {
+                    "200": json_response("Stored and broadcast.", data_of(schema_ref("ResultSuccess"))),
+                    "400": error("ValidationFailed"),
+                    "401": error("NotLoggedIn"),
+                    "403": error("NotAuthorized"),
+                    "404": error("ChatNotFound"),
+                },
+            }},
+            "/api/dev/login": {"post": {
+                "tags": ["Development"],
+                "summary": "Log in as any user (development only)",
+                "description": format!(
+                    "{dev_note} Creates the user if needed and sets both cookies ({} and {}); the \
+                     answer repeats them ready for a Cookie header.",
+                    protocol::SESSION_COOKIE, protocol::ACCESS_COOKIE
+                ),
+                "operationId": "devLogin",
+                "requestBody": json_body("DevLoginRequest"),
+                "responses": {
+                    "200": {
+                        "description": "Logged in.",
+                        "headers": {"Set-Cookie": {
+                            "description": format!("{}=... and {}=...", protocol::SESSION_COOKIE, protocol::ACCESS_COOKIE),
+                            "schema": {"type": "string"},
+                        }},
+                        "content": {"application/json": {"schema": data_of(schema_ref("DevLoginResponse"))}},
+                    },
+                    "400": error("ValidationFailed"),
+                    "404": error("NotFound"),
+                },
+            }},
+            "/api/dev/chats": {"post": {
+                "tags": ["Development"],
+                "summary": "Create a chat with any participants (development only)",
+                "description": dev_note,
+                "operationId": "devCreateChat",
+                "requestBody": json_body("DevCreateChatRequest"),
+                "responses": {
+                    "200": json_response("The new chat.", data_of(schema_ref("CreatedChat"))),
+                    "400": error("ValidationFailed"),
+                    "404": error("NotFound"),
+                },
+            }},
+        },
+        "components": {
+            "schemas": rest_schemas(),
+            "responses": {
+                "ValidationFailed": error_response("The request is malformed: a bad chat id, a missing field, content outside 1 to 1000 characters."),
+                "NotLoggedIn": error_response("No valid scmarket.access or scmarket.sid cookie."),
+                "NotAuthorized": error_response("The caller may not view this chat (message `Not authorized`)."),
+                "ChatNotFound": error_response("No chat has this id (message `Chat not found`)."),
+                "NotFound": error_response("The route does not exist (dev routes without --dev)."),
+            },
+            "securitySchemes": {
+                "accessCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": protocol::ACCESS_COOKIE,
+                    "description": "A HS256 JWT (15 min lifetime), checked first.",
+                },
+                "sessionCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": protocol::SESSION_COOKIE,
+                    "description": "An express-session cookie s:<sid>.<signature>, checked when there is no valid access cookie.",
+                },
+            },
+        },
+    })
+}
+
+fn error_response(description: &str) -> Value {
+    json_response(description, schema_ref("ErrorEnvelope"))
+}
+
+/// The document `serve` answers on `GET /openapi.json`.
+pub fn server_document() -> Value {
+    let mut doc = rest_document();
+    // The REST document is generated here, so the only way this fails is a programming error
+    // (a section that is not an object); the unmerged document is still worth serving.
+    if let Err(e) = merge(&mut doc, &websocket::parts()) {
+        tracing::error!("cannot merge the websocket docs into the server document: {e}");
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ref_resolves() {
+        let doc = server_document();
+        assert_eq!(crate::spec::validate::unresolved_refs(&doc), []);
+        assert!(doc.pointer("/components/schemas/ChatMessage").is_none());
+        assert!(
+            doc.pointer("/components/schemas/WebSocketMessage")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn docs_page_needs_no_network() {
+        let page = docs_page();
+        assert!(page.contains("/openapi.json"));
+        for external in ["http://", "https://", "//cdn", "<link"] {
+            assert!(!page.contains(external), "page refers to {external}");
+        }
+    }
+}

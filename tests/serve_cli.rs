@@ -1,0 +1,269 @@
+//! `serve` and `session` as a user runs them: the real binary, its exit codes and messages.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::raw::RawSocket;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scmarket-ws"));
+    c.env_remove("SESSION_SECRET")
+        .env_remove("JWT_SECRET")
+        .env_remove("SCMARKET_WS_DATABASE")
+        .env("NO_COLOR", "1");
+    c
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = bin().args(args).output().expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn serve_refuses_to_start_without_secrets() {
+    let (code, _, err) = run(&[
+        "serve",
+        "--database",
+        "sqlite::memory:",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("SESSION_SECRET") && err.contains("--dev"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_flags_and_files_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_seed = dir.path().join("seed.yaml");
+    std::fs::write(&bad_seed, "users:\n  - username: a\n    colour: red\n").unwrap();
+    let dangling = dir.path().join("dangling.yaml");
+    std::fs::write(&dangling, "chats:\n  - participants: [nobody]\n").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--path".into(), "ws".into()], "--path"),
+        (vec!["--ping-interval".into(), "soon".into()], "duration"),
+        (vec!["--listen".into(), "nowhere".into()], "--listen"),
+        (
+            vec!["--seed".into(), bad_seed.display().to_string()],
+            "colour",
+        ),
+        (
+            vec!["--seed".into(), dangling.display().to_string()],
+            "nobody",
+        ),
+        (
+            vec![
+                "--seed".into(),
+                dir.path().join("missing.yaml").display().to_string(),
+            ],
+            "missing.yaml",
+        ),
+        (
+            vec![
+                "--database".into(),
+                dir.path().join("no/such/dir/x.db").display().to_string(),
+            ],
+            "cannot open SQLite database",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["serve", "--dev"];
+        for (flag, default) in [
+            ("--listen", "127.0.0.1:0"),
+            ("--database", "sqlite::memory:"),
+        ] {
+            if !extra.iter().any(|a| a == flag) {
+                args.extend([flag, default]);
+            }
+        }
+        args.extend(extra.iter().map(String::as_str));
+        let (code, _, err) = run(&args);
+        assert!(!err.contains("cannot be used multiple times"), "{err}");
+        assert_eq!(code, 2, "{extra:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{extra:?}: expected {needle:?} in {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn busy_port_is_explained() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, _, err) = run(&[
+        "serve",
+        "--dev",
+        "--database",
+        "sqlite::memory:",
+        "--listen",
+        &addr,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot listen") && err.contains("--listen"),
+        "{err}"
+    );
+}
+
+/// Start `serve` as a process on a free port; answers the child and its base URL.
+fn spawn_serve(args: &[&str]) -> (std::process::Child, String) {
+    let mut child = bin()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let base = loop {
+        let line = lines.next().expect("serve logs its address").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
+
+#[test]
+fn session_cookie_from_the_command_works_on_serve_and_sigterm_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let db = db.to_str().unwrap();
+    let secret = ["--session-secret", "a-test-secret"];
+
+    let (code, cookie, err) = run(&[
+        &["session", "--user", "erin", "--database", db][..],
+        &secret[..],
+    ]
+    .concat());
+    assert_eq!(code, 0, "{err}");
+    let cookie = cookie.trim().to_string();
+    assert!(cookie.starts_with("scmarket.sid=s%3A"), "{cookie}");
+    let (code, jwt, _) = run(&[
+        &[
+            "session",
+            "--user",
+            "erin",
+            "--kind",
+            "jwt",
+            "--database",
+            db,
+        ][..],
+        &secret[..],
+    ]
+    .concat());
+    assert_eq!(code, 0);
+    let jwt = jwt.trim().to_string();
+    assert!(jwt.starts_with("scmarket.access=ey"), "{jwt}");
+    let (code, _, err) = run(&[
+        &["session", "--user", "nobody", "--database", db][..],
+        &secret[..],
+    ]
+    .concat());
+    assert_eq!(code, 2);
+    assert!(err.contains("nobody"), "{err}");
+    let (code, _, err) = run(&[
+        &["session", "--user", "dave", "--database", db][..],
+        &secret[..],
+    ]
+    .concat());
+    assert_eq!(code, 2, "banned dave gets no cookie: {err}");
+
+    let (mut child, base) = spawn_serve(&[&["--database", db][..], &secret[..]].concat());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        RawSocket::connect(&base, Some(&cookie))
+            .await
+            .expect("session cookie accepted");
+        RawSocket::connect(&base, Some(&jwt))
+            .await
+            .expect("jwt accepted");
+        let health = reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(health, "ok");
+    });
+    // Graceful shutdown on SIGTERM, exit 0.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "serve exit status {status}");
+}
+
+#[tokio::test]
+async fn seed_file_loads_custom_fixtures() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.yaml");
+    std::fs::write(
+        &seed,
+        "users:\n  - { username: zed }\n  - { username: yan }\n\
+         chats:\n  - id: 11111111-2222-4333-8444-555555555555\n    name: ours\n    participants: [zed, yan]\n\
+         \x20   messages:\n      - { author: yan, content: first }\n",
+    )
+    .unwrap();
+    let server = common::start_dev_server(&["--seed", seed.to_str().unwrap()]).await;
+    let base = server.http_url();
+    let cookie = common::session_cookie(&base, "zed").await;
+    let chats: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{base}/api/chats/11111111-2222-4333-8444-555555555555"
+        ))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(chats["data"]["name"], "ours");
+    assert_eq!(
+        chats["data"]["participants"],
+        serde_json::json!(["yan", "zed"])
+    );
+    assert_eq!(chats["data"]["messages"][0]["content"], "first");
+    // With --seed on a new database, the demo data is not added.
+    let alice_chats: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/api/chats"))
+        .header("cookie", common::session_cookie(&base, "alice").await)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(alice_chats["data"], serde_json::json!([]));
+    server.shutdown().await;
+}
