@@ -62,7 +62,11 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // tungstenite traces whole handshake requests, Cookie header included; secrets stay out of logs.
+    if let Ok(quiet_handshake) = "tungstenite::handshake=debug".parse() {
+        filter = filter.add_directive(quiet_handshake);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -272,6 +272,8 @@ pub enum ClientError {
     HttpStatus { status: u16, body: String },
     #[error("the server refused the namespace connection (CONNECT_ERROR): {message}")]
     ConnectError { message: String },
+    #[error("the dev login answered HTTP {status}{}", body_note(body))]
+    LoginFailed { status: u16, body: String },
     #[error("{target} closed the connection without answering the websocket handshake")]
     HandshakeClosed { target: String },
     #[error("cannot connect to {target}: {detail}")]
@@ -305,7 +307,9 @@ impl ClientError {
     pub fn class(&self) -> ErrorClass {
         match self {
             ClientError::InvalidOption(_) => ErrorClass::Usage,
-            ClientError::Refused { .. } | ClientError::ConnectError { .. } => ErrorClass::Refused,
+            ClientError::Refused { .. }
+            | ClientError::ConnectError { .. }
+            | ClientError::LoginFailed { .. } => ErrorClass::Refused,
             ClientError::Unreachable { .. } | ClientError::Tls { .. } => ErrorClass::Unreachable,
             ClientError::Timeout { .. } | ClientError::AckTimeout(_) => ErrorClass::Timeout,
             ClientError::HttpStatus { .. }

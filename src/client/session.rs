@@ -290,7 +290,7 @@ pub async fn dev_login(
         )));
     }
     if status != 200 {
-        return Err(ClientError::HttpStatus { status, body });
+        return Err(ClientError::LoginFailed { status, body });
     }
     serde_json::from_str::<DataEnvelope<DevLoginResponse>>(&body)
         .map(|e| e.data)
