@@ -64,7 +64,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // tungstenite traces whole handshake requests, Cookie header included; secrets stay out of logs.
-    if let Ok(quiet_handshake) = "tungstenite::handshake=debug".parse() {
+    if let Ok(quiet_handshake) = "tungstenite::handshake=warn".parse() {
         filter = filter.add_directive(quiet_handshake);
     }
     tracing_subscriber::fmt()

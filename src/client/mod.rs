@@ -322,8 +322,12 @@ impl ClientError {
     /// What to try next, for the person reading the error.
     pub fn hint(&self) -> Option<&'static str> {
         Some(match self {
-            ClientError::Refused { status: 403, .. } => {
-                "HTTP 403 on the handshake means the Origin (or the credentials) was refused: check --origin, or drop it"
+            // socket.io answers every refused websocket upgrade with 400 and names the reason in
+            // the body, so a refused Origin arrives as "400 (Forbidden)" there.
+            ClientError::Refused { status, body }
+                if *status == 403 || body.trim() == "Forbidden" =>
+            {
+                "the server refused this Origin (or these credentials): check --origin, or drop it"
             }
             ClientError::Refused { .. } => {
                 "a bare HTTP 400/401 on the handshake usually means a missing or expired cookie: pass --cookie scmarket.sid=..., --jwt TOKEN (or SCMARKET_WS_COOKIE / SCMARKET_WS_JWT), or --login USER against serve --dev"
@@ -333,6 +337,9 @@ impl ClientError {
             }
             ClientError::HttpStatus { status: 404, .. } => {
                 "HTTP 404 usually means a wrong engine path: SC Market serves Socket.IO at /ws (see --path)"
+            }
+            ClientError::HandshakeClosed { .. } => {
+                "a socket.io server drops upgrades on paths it does not serve: check --path (SC Market serves Socket.IO at /ws)"
             }
             ClientError::HttpStatus { .. } => {
                 "the server failed to answer the handshake: check its logs"
