@@ -41,6 +41,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print a valid session cookie for a user of a serve database, for scripts.
     Session(SessionArgs),
+    /// Open one session and report the engine handshake and its timings.
+    Connect(ConnectArgs),
+    /// Join (or leave) chat rooms and report what the server answered.
+    Join(JoinArgs),
+    /// Stream the events a session receives, as text or NDJSON.
+    Listen(ListenArgs),
     /// OpenAPI/AsyncAPI documentation of the realtime layer, generated from the protocol types.
     Spec(SpecArgs),
     /// Drive sessions from a YAML scenario and report connection and delivery metrics
@@ -147,6 +153,119 @@ pub struct SessionArgs {
 pub enum CookieKind {
     Sid,
     Jwt,
+}
+
+fn parse_transport(text: &str) -> Result<crate::client::Transport, String> {
+    text.parse()
+}
+
+/// How to reach a realtime server and who to be there: shared by connect, join and listen.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Server URL: http://, https://, ws:// or wss://HOST[:PORT][/PATH]. The engine path is
+    /// /ws unless the URL or --path names another.
+    pub url: String,
+    /// Engine.IO request path.
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Cookie for the handshake, NAME=VALUE (repeatable; several may be joined with ';').
+    #[arg(
+        long = "cookie",
+        value_name = "NAME=VALUE",
+        env = "SCMARKET_WS_COOKIE",
+        hide_env_values = true
+    )]
+    pub cookies: Vec<String>,
+    /// JWT sent as the scmarket.access cookie.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SCMARKET_WS_JWT",
+        hide_env_values = true
+    )]
+    pub jwt: Option<String>,
+    /// Extra handshake header, 'Name: value' (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Origin header to send (the reference server refuses unknown origins with HTTP 403).
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Socket.IO auth payload (JSON) sent with the namespace CONNECT. SC Market ignores it.
+    #[arg(long, value_name = "JSON")]
+    pub auth: Option<String>,
+    /// Log in as this demo user first (POST /api/dev/login on a serve --dev) and use its cookies.
+    #[arg(long, value_name = "USERNAME")]
+    pub login: Option<String>,
+    /// websocket (default), polling, or upgrade (polling first, then websocket).
+    #[arg(long, value_parser = parse_transport, default_value = "websocket")]
+    pub transport: crate::client::Transport,
+    /// Time allowed to connect (engine open and namespace CONNECT together).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Print JSON (NDJSON for streams) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Keep the session open this long, printing pings and the disconnect reason.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub hold: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct JoinArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Chat ids (UUIDs) whose rooms to join.
+    #[arg(required = true, value_name = "CHAT_ID")]
+    pub chat_ids: Vec<String>,
+    /// Leave the rooms instead of joining them.
+    #[arg(long)]
+    pub leave: bool,
+    /// How long to wait for the server's acknowledgement of each request. Production never
+    /// acknowledges; the reference server does.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub ack_wait: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct ListenArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Join this chat's room after connecting, and again after each reconnect (repeatable).
+    #[arg(long = "room", value_name = "CHAT_ID")]
+    pub rooms: Vec<String>,
+    /// Show only this event (repeatable); others are still received and counted as skipped.
+    #[arg(long = "event", value_name = "NAME")]
+    pub events: Vec<String>,
+    /// Stop after this many shown events; exit 5 if --duration ends first.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after this long.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Option<Duration>,
+    /// Exit (code 1) when the connection drops instead of reconnecting.
+    #[arg(long)]
+    pub no_reconnect: bool,
+    /// First reconnect delay; it doubles on each failed attempt (with jitter).
+    #[arg(long, value_parser = parse_duration, default_value = "500ms")]
+    pub reconnect_delay: Duration,
+    /// Longest reconnect delay.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub reconnect_max_delay: Duration,
+    /// Reconnect attempts in a row before giving up (0: never give up).
+    #[arg(long, default_value_t = 20)]
+    pub reconnect_attempts: u32,
+    /// How long to wait for the acknowledgement of each room join.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub ack_wait: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,6 +4,8 @@
 //! lives in this library so integration tests can start the same server and clients in-process.
 
 pub mod cli;
+pub mod client;
+pub mod commands;
 pub mod exit;
 pub mod loadtest;
 pub mod protocol;

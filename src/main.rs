@@ -20,6 +20,8 @@ fn main() -> ProcessExit {
         }
     };
     init_logging(cli.verbose, cli.quiet);
+    // Read while the process has one thread: the local offset cannot be read safely later.
+    scmarket_ws::commands::init_local_offset();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -46,6 +48,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Session(args) => scmarket_ws::server::session::run(args)
             .await
             .map(|_| ExitCode::Ok),
+        Command::Connect(args) => scmarket_ws::commands::connect::run(args).await,
+        Command::Join(args) => scmarket_ws::commands::join::run(args).await,
+        Command::Listen(args) => scmarket_ws::commands::listen::run(args).await,
         Command::Spec(args) => scmarket_ws::spec::run(args),
         Command::LoadTest(args) => scmarket_ws::loadtest::command::load_test(args).await,
         Command::Report(args) => scmarket_ws::loadtest::command::report(args),
@@ -59,7 +64,11 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // tungstenite traces whole handshake requests, Cookie header included; secrets stay out of logs.
+    if let Ok(quiet_handshake) = "tungstenite::handshake=warn".parse() {
+        filter = filter.add_directive(quiet_handshake);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

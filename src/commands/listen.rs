@@ -1,0 +1,305 @@
+//! `listen URL`: stream events as they arrive, reconnecting (and rejoining rooms) on drops.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{
+    RoomOutcome, Style, client_failure, cut, local_clock, options, parse_chat_ids, rfc3339,
+    room_requests,
+};
+use crate::cli::ListenArgs;
+use crate::client::backoff::Backoff;
+use crate::client::{ClientError, ConnectOptions, Event, Session, SessionEvent};
+use crate::exit::{CommandError, ExitCode};
+use crate::protocol::ChatId;
+
+#[derive(Default)]
+struct Stats {
+    shown: u64,
+    skipped: u64,
+    reconnects: u64,
+}
+
+enum End {
+    /// --count reached, --duration over, or Ctrl-C.
+    Finished,
+    DurationOver,
+    Lost(String),
+}
+
+pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
+    let rooms = parse_chat_ids(&args.rooms)?;
+    let options = options(&args.client).await?;
+    let target = options.display_target();
+    let printer = Printer::new(args.client.json);
+    let started = Instant::now();
+    let deadline = args.duration.map(|d| started + d);
+    let mut stats = Stats::default();
+    let mut backoff = Backoff::new(
+        args.reconnect_delay,
+        args.reconnect_max_delay,
+        args.reconnect_attempts,
+    );
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+
+    let mut session = Session::connect(&options)
+        .await
+        .map_err(|e| client_failure(e, &format!("connecting to {target}")))?;
+    eprintln!(
+        "listening on {target} over {} (Ctrl-C to stop)",
+        session.info().transport
+    );
+    join_rooms(&session, &rooms, args.ack_wait, false).await;
+
+    loop {
+        let end = loop {
+            tokio::select! {
+                event = session.next_event() => match event {
+                    Some(SessionEvent::Event(e)) => {
+                        if let Some(id) = e.ack_id {
+                            // Nobody else can answer; a server waiting on it would time out.
+                            let _ = session.ack(id, Vec::new());
+                        }
+                        if !args.events.is_empty() && !args.events.contains(&e.name) {
+                            stats.skipped += 1;
+                            continue;
+                        }
+                        printer.event(&e);
+                        stats.shown += 1;
+                        if args.count.is_some_and(|n| stats.shown >= n) {
+                            break End::Finished;
+                        }
+                    }
+                    Some(SessionEvent::Ping { .. }) => {}
+                    Some(SessionEvent::Disconnected(reason)) => break End::Lost(reason.to_string()),
+                    None => break End::Lost("transport close".into()),
+                },
+                _ = until(deadline) => break End::DurationOver,
+                _ = &mut ctrl_c => break End::Finished,
+            }
+        };
+        let reason = match end {
+            End::Finished => {
+                session.disconnect().await;
+                summary(&stats, started);
+                return Ok(ExitCode::Ok);
+            }
+            End::DurationOver => {
+                session.disconnect().await;
+                summary(&stats, started);
+                return duration_over(&args, &stats);
+            }
+            End::Lost(reason) => reason,
+        };
+        if args.no_reconnect {
+            summary(&stats, started);
+            return Err(CommandError::new(
+                ExitCode::Failure,
+                format!(
+                    "connection lost: {reason}\n  try: drop --no-reconnect to reconnect automatically"
+                ),
+            )
+            .into());
+        }
+        eprintln!("connection lost ({reason}); reconnecting");
+        session = match reconnect(&options, &mut backoff, deadline, &mut ctrl_c).await {
+            Reconnect::Connected(s) => s,
+            Reconnect::Stopped => {
+                summary(&stats, started);
+                return Ok(ExitCode::Ok);
+            }
+            Reconnect::DurationOver => {
+                summary(&stats, started);
+                return duration_over(&args, &stats);
+            }
+            Reconnect::GaveUp(e) => {
+                summary(&stats, started);
+                return Err(client_failure(
+                    e,
+                    &format!(
+                        "reconnecting to {target} (gave up after {} attempts)",
+                        backoff.attempts()
+                    ),
+                ));
+            }
+        };
+        stats.reconnects += 1;
+        eprintln!(
+            "reconnected to {target} after {} attempt(s)",
+            backoff.attempts()
+        );
+        backoff.reset();
+        join_rooms(&session, &rooms, args.ack_wait, true).await;
+    }
+}
+
+enum Reconnect {
+    Connected(Session),
+    Stopped,
+    DurationOver,
+    GaveUp(ClientError),
+}
+
+async fn reconnect(
+    options: &ConnectOptions,
+    backoff: &mut Backoff,
+    deadline: Option<Instant>,
+    ctrl_c: &mut std::pin::Pin<&mut impl std::future::Future<Output = std::io::Result<()>>>,
+) -> Reconnect {
+    let mut last: Option<ClientError> = None;
+    loop {
+        let Some(delay) = backoff.next_delay() else {
+            return Reconnect::GaveUp(last.unwrap_or(ClientError::Protocol(
+                "no reconnect attempts allowed".into(),
+            )));
+        };
+        tracing::debug!(?delay, attempt = backoff.attempts(), "waiting to reconnect");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = until(deadline) => return Reconnect::DurationOver,
+            _ = ctrl_c.as_mut() => return Reconnect::Stopped,
+        }
+        tokio::select! {
+            result = Session::connect(options) => match result {
+                Ok(session) => return Reconnect::Connected(session),
+                Err(e) => {
+                    eprintln!("reconnect attempt {} failed: {e}", backoff.attempts());
+                    last = Some(e);
+                }
+            },
+            _ = until(deadline) => return Reconnect::DurationOver,
+            _ = ctrl_c.as_mut() => return Reconnect::Stopped,
+        }
+    }
+}
+
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn duration_over(args: &ListenArgs, stats: &Stats) -> anyhow::Result<ExitCode> {
+    match args.count {
+        Some(n) if stats.shown < n => Err(CommandError::new(
+            ExitCode::TimedOut,
+            format!(
+                "only {} of the {n} expected events arrived within {:?}\n  try: check that this user takes part in the chats (or pass --room), or raise --duration",
+                stats.shown,
+                args.duration.unwrap_or_default()
+            ),
+        )
+        .into()),
+        _ => Ok(ExitCode::Ok),
+    }
+}
+
+fn summary(stats: &Stats, started: Instant) {
+    let skipped = if stats.skipped > 0 {
+        format!(", {} skipped by --event", stats.skipped)
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "listen: {} events{skipped}, {} reconnects, {:.1} s",
+        stats.shown,
+        stats.reconnects,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+async fn join_rooms(session: &Session, rooms: &[ChatId], ack_wait: Duration, again: bool) {
+    if rooms.is_empty() {
+        return;
+    }
+    let verb = if again { "rejoined" } else { "joined" };
+    match room_requests(session.handle(), rooms, false, ack_wait).await {
+        Ok(outcomes) => {
+            for (room, outcome) in rooms.iter().zip(outcomes) {
+                match outcome {
+                    RoomOutcome::Done => eprintln!("{verb} room {room}"),
+                    RoomOutcome::Refused(reason) => {
+                        eprintln!("warning: the server refused room {room}: {reason}")
+                    }
+                    RoomOutcome::Unconfirmed => eprintln!(
+                        "{} room {room} requested; the server gives no confirmation",
+                        if again { "rejoin of" } else { "join of" }
+                    ),
+                }
+            }
+        }
+        Err(e) => eprintln!("warning: could not send the room requests: {e}"),
+    }
+}
+
+struct Printer {
+    json: bool,
+    style: Style,
+    width: usize,
+}
+
+impl Printer {
+    fn new(json: bool) -> Self {
+        let style = Style::for_stdout();
+        let width = if style.is_terminal() {
+            std::env::var("COLUMNS")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(100)
+        } else {
+            240
+        };
+        Printer { json, style, width }
+    }
+
+    fn event(&self, e: &Event) {
+        if self.json {
+            let line = json!({
+                "received_at": rfc3339(e.received_at),
+                "event": e.name,
+                "args": e.args,
+            });
+            println!("{line}");
+            return;
+        }
+        let clock = local_clock(e.received_at);
+        let first = e.args.first().and_then(Value::as_object);
+        let field = |name: &str| first.and_then(|m| m.get(name));
+        let line = match (field("chat_id"), field("content")) {
+            (Some(Value::String(chat)), Some(Value::String(content))) => {
+                let author = match field("author") {
+                    Some(Value::String(a)) => a.clone(),
+                    _ => "(system)".to_string(),
+                };
+                let short_chat = ChatId::parse(chat)
+                    .map(|c| c.to_string()[..8].to_string())
+                    .unwrap_or_else(|_| cut(chat, 8));
+                let used = clock.len() + e.name.len() + short_chat.len() + author.len() + 4;
+                let room = self.width.saturating_sub(used).max(20);
+                format!(
+                    "{} {} {} {} {}",
+                    self.style.paint("2", &clock),
+                    self.style.paint("36", &e.name),
+                    self.style.paint("35", &short_chat),
+                    self.style.paint("32", &author),
+                    cut(content, room)
+                )
+            }
+            _ => {
+                let args = Value::from(e.args.clone()).to_string();
+                let used = clock.len() + e.name.len() + 2;
+                let room = self.width.saturating_sub(used).max(20);
+                format!(
+                    "{} {} {}",
+                    self.style.paint("2", &clock),
+                    self.style.paint("33", &e.name),
+                    cut(&args, room)
+                )
+            }
+        };
+        println!("{line}");
+    }
+}
