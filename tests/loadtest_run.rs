@@ -42,6 +42,16 @@ fn load_test(args: &[&str]) -> (i32, Value, String, String) {
     )
 }
 
+/// `load-test` on a ready-made scenario with `--set` overrides.
+fn load_test_with(name: &str, sets: &[&str]) -> (i32, Value, String, String) {
+    let file = scenario(name);
+    let mut args = vec![file.as_str()];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    load_test(&args)
+}
+
 /// Thresholds that hold on any machine: correctness, not speed (these tests run in debug
 /// builds next to other tests on two cores).
 const CORRECT: &str = r#"thresholds=["sessions.failed == 0", "delivery.completeness >= 100%"]"#;
@@ -96,39 +106,32 @@ fn smoke_runs_the_whole_contract() {
 
 #[test]
 fn chat_fanout_small() {
-    let (code, report, _, stderr) = load_test(&[
-        &scenario("chat-fanout.yaml"),
-        "--set",
-        "phases.0={duration: 1s, arrival_rate: 8, ramp_to: 16}",
-        "--set",
-        "phases.1={duration: 2s, vus: 10}",
-        "--set",
-        "setup.rooms=2",
-        "--set",
-        "scenarios.0.steps.2.wait_for.timeout=2s",
-        "--set",
-        "scenarios.1.steps.1.loop.count=2",
-        "--set",
-        "scenarios.1.steps.1.loop.steps.1.think=300ms",
-        "--set",
-        CORRECT,
-    ]);
+    let (code, report, _, stderr) = load_test_with(
+        "chat-fanout.yaml",
+        &[
+            "phases.0={duration: 1s, arrival_rate: 8, ramp_to: 16}",
+            "phases.1={duration: 2s, vus: 10}",
+            "setup.rooms=2",
+            "scenarios.0.steps.2.wait_for.timeout=2s",
+            "scenarios.1.steps.1.loop.count=2",
+            "scenarios.1.steps.1.loop.steps.1.think=300ms",
+            CORRECT,
+        ],
+    );
     assert_clean("chat-fanout", code, &report, &stderr);
 }
 
 #[test]
 fn connect_storm_small_uses_the_open_model() {
-    let (code, report, _, stderr) = load_test(&[
-        &scenario("connect-storm.yaml"),
-        "--set",
-        "phases.0={duration: 1s, arrival_rate: 20}",
-        "--set",
-        "phases.1={duration: 2s, arrival_rate: 20, ramp_to: 100}",
-        "--set",
-        "scenarios.0.steps.1.think=300ms",
-        "--set",
-        r#"thresholds=["sessions.failed == 0", "errors.total == 0"]"#,
-    ]);
+    let (code, report, _, stderr) = load_test_with(
+        "connect-storm.yaml",
+        &[
+            "phases.0={duration: 1s, arrival_rate: 20}",
+            "phases.1={duration: 2s, arrival_rate: 20, ramp_to: 100}",
+            "scenarios.0.steps.1.think=300ms",
+            r#"thresholds=["sessions.failed == 0", "errors.total == 0"]"#,
+        ],
+    );
     assert_clean("connect-storm", code, &report, &stderr);
     // 20 + (20+100)/2*2 arrivals, one session each.
     assert_eq!(report["sessions"]["started"], 140, "{report}");
@@ -140,21 +143,19 @@ fn connect_storm_small_uses_the_open_model() {
 
 #[test]
 fn soak_small_holds_sessions_and_delivers() {
-    let (code, report, _, stderr) = load_test(&[
-        &scenario("soak.yaml"),
-        "--set",
-        "phases.0={duration: 2s, vus: 12}",
-        "--set",
-        "setup.rooms=2",
-        "--set",
-        "scenarios.0.steps.2.think=2s",
-        "--set",
-        "scenarios.1.steps.1.think=500ms",
-        "--set",
-        "scenarios.1.steps.3.think=500ms",
-        "--set",
-        CORRECT,
-    ]);
+    let (code, report, _, stderr) = load_test_with(
+        "soak.yaml",
+        &[
+            "phases.0={duration: 2s, vus: 12}",
+            "setup.rooms=2",
+            "scenarios.0.steps.2.think=2s",
+            // At this size the 1-in-100 announcer would rarely be picked: make it common.
+            "scenarios.1.weight=99",
+            "scenarios.1.steps.1.think=500ms",
+            "scenarios.1.steps.3.think=500ms",
+            CORRECT,
+        ],
+    );
     assert_clean("soak", code, &report, &stderr);
     assert!(
         report["sessions"]["peak_open"].as_u64().unwrap() >= 10,
@@ -164,25 +165,19 @@ fn soak_small_holds_sessions_and_delivers() {
 
 #[test]
 fn reconnect_small_comes_back() {
-    let (code, report, _, stderr) = load_test(&[
-        &scenario("reconnect.yaml"),
-        "--set",
-        "phases.0={duration: 2s, vus: 6}",
-        "--set",
-        "setup.rooms=2",
-        "--set",
-        "scenarios.0.steps.2.loop.count=2",
-        "--set",
-        "scenarios.0.steps.2.loop.steps.0.think={min: 50ms, max: 200ms}",
-        "--set",
-        "scenarios.0.steps.3.wait_for.timeout=2s",
-        "--set",
-        "scenarios.1.steps.1.loop.duration=1s",
-        "--set",
-        "scenarios.1.steps.1.loop.steps.1.think=200ms",
-        "--set",
-        r#"thresholds=["sessions.failed == 0"]"#,
-    ]);
+    let (code, report, _, stderr) = load_test_with(
+        "reconnect.yaml",
+        &[
+            "phases.0={duration: 2s, vus: 6}",
+            "setup.rooms=2",
+            "scenarios.0.steps.2.loop.count=2",
+            "scenarios.0.steps.2.loop.steps.0.think={min: 50ms, max: 200ms}",
+            "scenarios.0.steps.3.wait_for.timeout=2s",
+            "scenarios.1.steps.1.loop.duration=1s",
+            "scenarios.1.steps.1.loop.steps.1.think=200ms",
+            r#"thresholds=["sessions.failed == 0"]"#,
+        ],
+    );
     assert_clean("reconnect", code, &report, &stderr);
     assert!(
         report["counters"]["reconnects"].as_u64().unwrap() > 0,
@@ -192,13 +187,13 @@ fn reconnect_small_comes_back() {
 
 #[test]
 fn a_failed_threshold_exits_1_and_still_writes_the_report() {
-    let (code, report, stdout, _) = load_test(&[
-        &scenario("smoke.yaml"),
-        "--set",
-        "phases.0.duration=1s",
-        "--set",
-        r#"thresholds=["connect.p99 < 1us", "sessions.failed == 0"]"#,
-    ]);
+    let (code, report, stdout, _) = load_test_with(
+        "smoke.yaml",
+        &[
+            "phases.0.duration=1s",
+            r#"thresholds=["connect.p99 < 1us", "sessions.failed == 0"]"#,
+        ],
+    );
     assert_eq!(code, 1);
     assert_eq!(report["thresholds"][0]["passed"], false, "{report}");
     assert_eq!(report["thresholds"][1]["passed"], true, "{report}");

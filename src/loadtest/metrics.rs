@@ -12,7 +12,7 @@
 //! the send time (relative to the run's start) and the run id, so a receiver computes the latency
 //! from the message alone.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -271,10 +271,17 @@ impl CounterValues {
 #[derive(Debug, Default)]
 pub struct RoomTable {
     index: HashMap<String, usize>,
-    joined: Vec<AtomicU64>,
-    /// Posts to each room whose HTTP answer has not come back yet: the server may not have
-    /// broadcast them, so a session leaving the room waits for these before it leaves.
-    sending: Vec<AtomicU64>,
+    /// Sessions in each room. A lock rather than an atomic: a send and a join or leave of the
+    /// same room must be ordered, so that "was this session counted for that message" has one
+    /// answer on both sides (see [`RoomTable::join`]).
+    joined: Vec<Mutex<u64>>,
+    /// One sequence for sends, joins and leaves of every room, taken under the room's lock.
+    clock: AtomicU64,
+    /// Tickets of the posts to each room whose HTTP answer has not come back yet: the server
+    /// may not have broadcast them, so a session leaving the room waits for the ones that
+    /// started before it left (and only those: at high rates a room is rarely idle).
+    sending: Vec<Mutex<BTreeSet<u64>>>,
+    next_ticket: AtomicU64,
 }
 
 impl RoomTable {
@@ -284,12 +291,14 @@ impl RoomTable {
             let next = index.len();
             index.entry(room.to_ascii_lowercase()).or_insert(next);
         }
-        let joined = (0..index.len()).map(|_| AtomicU64::new(0)).collect();
-        let sending = (0..index.len()).map(|_| AtomicU64::new(0)).collect();
+        let joined = (0..index.len()).map(|_| Mutex::new(0)).collect();
+        let sending = (0..index.len()).map(|_| Mutex::default()).collect();
         RoomTable {
             index,
             joined,
             sending,
+            next_ticket: AtomicU64::new(0),
+            clock: AtomicU64::new(0),
         }
     }
 
@@ -301,49 +310,73 @@ impl RoomTable {
         }
     }
 
-    fn slot(&self, room: &str) -> Option<&AtomicU64> {
-        self.joined.get(self.position(room)?)
+    fn slot(&self, room: &str) -> Option<std::sync::MutexGuard<'_, u64>> {
+        let slot = self.joined.get(self.position(room)?)?;
+        Some(slot.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// A post to `room` is on its way to the server.
-    pub fn send_started(&self, room: &str) {
-        if let Some(s) = self.position(room).and_then(|i| self.sending.get(i)) {
-            s.fetch_add(1, Relaxed);
+    fn in_flight(&self, room: &str) -> Option<std::sync::MutexGuard<'_, BTreeSet<u64>>> {
+        let slot = self.sending.get(self.position(room)?)?;
+        Some(slot.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// A post to `room` is on its way to the server; answers its ticket for [`Self::send_finished`].
+    pub fn send_started(&self, room: &str) -> u64 {
+        let ticket = self.next_ticket.fetch_add(1, Relaxed);
+        if let Some(mut set) = self.in_flight(room) {
+            set.insert(ticket);
+        }
+        ticket
+    }
+
+    /// The server answered the post with this ticket: its broadcast is queued on every socket
+    /// that was in the room.
+    pub fn send_finished(&self, room: &str, ticket: u64) {
+        if let Some(mut set) = self.in_flight(room) {
+            set.remove(&ticket);
         }
     }
 
-    /// The server answered a post to `room`: its broadcast is queued on every socket in it.
-    pub fn send_finished(&self, room: &str) {
-        if let Some(s) = self.position(room).and_then(|i| self.sending.get(i)) {
-            let _ = s.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
-        }
+    /// The ticket the next post will get: posts that started before now have smaller ones.
+    pub fn send_watermark(&self) -> u64 {
+        self.next_ticket.load(Relaxed)
     }
 
-    /// Posts to `room` still waiting for the server's answer.
-    pub fn sending(&self, room: &str) -> u64 {
-        self.position(room)
-            .and_then(|i| self.sending.get(i))
-            .map_or(0, |s| s.load(Relaxed))
+    /// Whether every post to `room` that started before `watermark` has been answered.
+    pub fn sends_settled(&self, room: &str, watermark: u64) -> bool {
+        self.in_flight(room)
+            .is_none_or(|set| set.first().is_none_or(|first| *first >= watermark))
     }
 
-    /// A session joined `room`. Rooms outside the table (ids the scenario made up) are not
-    /// tracked, so messages to them expect no deliveries.
-    pub fn join(&self, room: &str) {
-        if let Some(slot) = self.slot(room) {
-            slot.fetch_add(1, Relaxed);
-        }
+    /// A session joined `room`: answers the sequence number of the join, or `None` for a room
+    /// outside the table (ids the scenario made up), which is not tracked. A message counts this
+    /// session as a receiver exactly when its sequence number (in its nonce) lies between the
+    /// session's join and leave numbers.
+    pub fn join(&self, room: &str) -> Option<u64> {
+        let mut members = self.slot(room)?;
+        *members += 1;
+        Some(self.clock.fetch_add(1, Relaxed))
     }
 
-    /// A session left `room` or disconnected while joined.
-    pub fn leave(&self, room: &str) {
-        if let Some(slot) = self.slot(room) {
-            // Never wrap below zero if a runner reports a leave twice.
-            let _ = slot.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
-        }
+    /// A session left `room` or disconnected while joined: the sequence number of the leave.
+    pub fn leave(&self, room: &str) -> Option<u64> {
+        let mut members = self.slot(room)?;
+        // Never wrap below zero if a runner reports a leave twice.
+        *members = members.saturating_sub(1);
+        Some(self.clock.fetch_add(1, Relaxed))
     }
 
     pub fn members(&self, room: &str) -> u64 {
-        self.slot(room).map_or(0, |s| s.load(Relaxed))
+        self.slot(room).map_or(0, |m| *m)
+    }
+
+    /// A message to `room` is being sent: the receivers to expect and its sequence number,
+    /// ordered against joins and leaves of the room.
+    fn send(&self, room: &str) -> (u64, u64) {
+        match self.slot(room) {
+            Some(members) => (*members, self.clock.fetch_add(1, Relaxed)),
+            None => (0, self.clock.fetch_add(1, Relaxed)),
+        }
     }
 }
 
@@ -353,7 +386,6 @@ pub struct Metrics {
     start: Instant,
     run_id: u32,
     nonce_prefix: String,
-    next_nonce: AtomicU64,
     next_shard: AtomicUsize,
     shards: Box<[Mutex<HistogramSet>]>,
     counters: Counters,
@@ -371,7 +403,6 @@ impl Metrics {
             start: Instant::now(),
             run_id,
             nonce_prefix: format!("lt{run_id:08x}."),
-            next_nonce: AtomicU64::new(0),
             next_shard: AtomicUsize::new(0),
             shards,
             counters: Counters::default(),
@@ -436,23 +467,23 @@ impl Metrics {
     /// cannot hide server latency (coordinated omission).
     pub fn message_sent(&self, room: &str, reference: Instant) -> String {
         self.counters.sent.fetch_add(1, Relaxed);
-        let expected = self.rooms.members(room);
+        let (expected, seq) = self.rooms.send(room);
         self.counters.delivery_expected.fetch_add(expected, Relaxed);
-        let seq = self.next_nonce.fetch_add(1, Relaxed);
         let at = reference.saturating_duration_since(self.start).as_micros();
         format!("{}{seq:x}.{at:x}", self.nonce_prefix)
     }
 
-    /// Find this run's nonce in `text` and return the send time it encodes.
-    fn sent_at(&self, text: &str) -> Option<Duration> {
+    /// Find this run's nonce in `text` and return the sequence number and send time it encodes.
+    fn sent_at(&self, text: &str) -> Option<(u64, Duration)> {
         let pos = text.find(&self.nonce_prefix)?;
         let rest = &text[pos + self.nonce_prefix.len()..];
-        let (_seq, rest) = rest.split_once('.')?;
+        let (seq, rest) = rest.split_once('.')?;
+        let seq = u64::from_str_radix(seq, 16).ok()?;
         let end = rest
             .find(|c: char| !c.is_ascii_hexdigit())
             .unwrap_or(rest.len());
         let micros = u64::from_str_radix(&rest[..end], 16).ok()?;
-        Some(Duration::from_micros(micros))
+        Some((seq, Duration::from_micros(micros)))
     }
 
     pub fn run_id(&self) -> u32 {
@@ -529,20 +560,20 @@ impl Recorder {
         self.delivered_if(text, now, |_| true)
     }
 
-    /// Like [`Recorder::delivered`], counting the delivery only when `expected(sent_at)` says
-    /// this session was counted in the room when the message was sent (`sent_at` is the send
-    /// time relative to the run's start). Deliveries to a session that joined after the send,
-    /// or had started to leave, were never expected and must not inflate completeness.
+    /// Like [`Recorder::delivered`], counting the delivery only when `expected(seq)` says this
+    /// session was counted in the room when the message with that sequence number was sent
+    /// (see [`RoomTable::join`]). Deliveries to a session that joined after the send, or had
+    /// started to leave, were never expected and must not inflate completeness.
     pub fn delivered_if(
         &mut self,
         text: &str,
         now: Instant,
-        expected: impl FnOnce(Duration) -> bool,
+        expected: impl FnOnce(u64) -> bool,
     ) -> bool {
-        let Some(sent) = self.metrics.sent_at(text) else {
+        let Some((seq, sent)) = self.metrics.sent_at(text) else {
             return false;
         };
-        if !expected(sent) {
+        if !expected(seq) {
             return false;
         }
         self.metrics

@@ -25,9 +25,12 @@ pub const ROOM_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Received events kept for a later `wait_for`; older ones are dropped past this.
 const PENDING_EVENTS: usize = 256;
 /// The longest a leaving session waits for posts to its rooms that are still in flight.
-const SEND_SETTLE_LIMIT: Duration = Duration::from_secs(2);
-/// How long a closing session waits for the reference server's ack used as a barrier.
-const BARRIER_TIMEOUT: Duration = Duration::from_secs(1);
+const SEND_SETTLE_LIMIT: Duration = Duration::from_secs(10);
+/// How long a closing session waits for the ack used as a barrier: while it is not known
+/// whether the server acknowledges at all, and once it is known that it does (a loaded server
+/// may take seconds, and giving up early would lose messages that are on their way).
+const BARRIER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Without acks (production), how long a closing session keeps reading instead.
 const LINGER_WITHOUT_ACKS: Duration = Duration::from_millis(100);
 
@@ -49,13 +52,15 @@ pub struct Shared {
     pub room_acks: std::sync::atomic::AtomicU8,
 }
 
-/// A stay of this session in a room, in run time (since the metrics' start). A delivery counts
-/// only if the message was sent inside a stay: that is when the sender counted this session as
+/// A stay of this session in a room, as sequence numbers of the room table. A delivery counts
+/// only if the message was sent inside a stay: exactly when the sender counted this session as
 /// a receiver.
 struct Stay {
     room: String,
-    since: Duration,
-    until: Option<Duration>,
+    since: u64,
+    until: Option<u64>,
+    /// When the stay ended, for pruning old ones.
+    ended_at: Option<Instant>,
 }
 
 /// The flow stops: the session could not be (re)opened, so later steps would only add noise.
@@ -287,10 +292,6 @@ impl VirtualUser {
         }
     }
 
-    fn now(&self) -> Duration {
-        self.shared.metrics.start().elapsed()
-    }
-
     fn in_room(&self, room: &str) -> bool {
         self.stays
             .iter()
@@ -298,16 +299,20 @@ impl VirtualUser {
     }
 
     fn joined_room(&mut self, room: String) {
-        if !self.in_room(&room) {
-            // Stays that ended long ago can no longer match a message in flight.
-            let horizon = self.now().saturating_sub(Duration::from_secs(30));
-            self.stays.retain(|s| s.until.is_none_or(|u| u > horizon));
-            let since = self.now();
-            self.shared.metrics.rooms.join(&room);
+        if self.in_room(&room) {
+            return;
+        }
+        // Stays that ended long ago can no longer match a message in flight.
+        let horizon = Instant::now() - Duration::from_secs(30);
+        self.stays
+            .retain(|s| s.ended_at.is_none_or(|t| t > horizon));
+        // Rooms outside the run's table are not tracked: nothing is expected there.
+        if let Some(since) = self.shared.metrics.rooms.join(&room) {
             self.stays.push(Stay {
                 room,
                 since,
                 until: None,
+                ended_at: None,
             });
         }
     }
@@ -315,7 +320,6 @@ impl VirtualUser {
     /// End the stay in `room` in the table, before the server hears of it: messages sent from
     /// now on do not count this session.
     fn left_room(&mut self, room: &str) -> bool {
-        let now = self.now();
         let metrics = &self.shared.metrics;
         let mut left = false;
         for stay in self
@@ -323,19 +327,18 @@ impl VirtualUser {
             .iter_mut()
             .filter(|s| s.until.is_none() && s.room.eq_ignore_ascii_case(room))
         {
-            stay.until = Some(now);
-            metrics.rooms.leave(&stay.room);
+            stay.until = metrics.rooms.leave(&stay.room);
+            stay.ended_at = Some(Instant::now());
             left = true;
         }
         left
     }
 
     fn left_all_rooms(&mut self) -> Vec<String> {
-        let now = self.now();
         let mut left = Vec::new();
         for stay in self.stays.iter_mut().filter(|s| s.until.is_none()) {
-            stay.until = Some(now);
-            self.shared.metrics.rooms.leave(&stay.room);
+            stay.until = self.shared.metrics.rooms.leave(&stay.room);
+            stay.ended_at = Some(Instant::now());
             left.push(stay.room.clone());
         }
         left
@@ -344,11 +347,12 @@ impl VirtualUser {
     /// Wait until no post to these rooms is in flight: a post that counted this session as a
     /// receiver has then been broadcast, and its message is on the way to this socket.
     async fn settle_sends(&mut self, rooms: &[String]) {
+        let watermark = self.shared.metrics.rooms.send_watermark();
         let limit = Instant::now() + SEND_SETTLE_LIMIT;
         while Instant::now() < limit
-            && rooms
+            && !rooms
                 .iter()
-                .any(|r| self.shared.metrics.rooms.sending(r) > 0)
+                .all(|r| self.shared.metrics.rooms.sends_settled(r, watermark))
         {
             self.pump_until(Instant::now() + Duration::from_millis(1))
                 .await;
@@ -382,27 +386,31 @@ impl VirtualUser {
     async fn barrier(&mut self, room: &str) {
         use std::sync::atomic::Ordering::Relaxed;
         let Some(live) = &self.session else { return };
-        if self.shared.room_acks.load(Relaxed) == ACKS_NO {
+        let known = self.shared.room_acks.load(Relaxed);
+        if known == ACKS_NO {
             self.pump_until(Instant::now() + LINGER_WITHOUT_ACKS).await;
             return;
         }
+        let timeout = if known == ACKS_YES {
+            BARRIER_TIMEOUT
+        } else {
+            BARRIER_PROBE_TIMEOUT
+        };
         let answer = live
             .handle
-            .emit_with_ack(
-                CLIENT_LEAVE_ROOM,
-                vec![json!({ "chat_id": room })],
-                BARRIER_TIMEOUT,
-            )
+            .emit_with_ack(CLIENT_LEAVE_ROOM, vec![json!({ "chat_id": room })], timeout)
             .await;
         match answer {
             Ok(_) => self.shared.room_acks.store(ACKS_YES, Relaxed),
+            Err(client::ClientError::AckTimeout(_)) if known == ACKS_UNKNOWN => {
+                tracing::info!(
+                    "the server does not acknowledge room events; closing sessions linger instead"
+                );
+                self.shared.room_acks.store(ACKS_NO, Relaxed);
+            }
+            // Messages still on their way may now be missed in the count: say so.
             Err(client::ClientError::AckTimeout(_)) => {
-                if self.shared.room_acks.load(Relaxed) == ACKS_UNKNOWN {
-                    tracing::info!(
-                        "the server does not acknowledge room events; closing sessions linger instead"
-                    );
-                    self.shared.room_acks.store(ACKS_NO, Relaxed);
-                }
+                self.shared.metrics.error(ErrorKind::AckTimeout)
             }
             Err(_) => {}
         }
@@ -433,6 +441,9 @@ impl VirtualUser {
         match answer {
             Ok(args) => {
                 self.recorder.record_since(Latency::Ack, started.into_std());
+                self.shared
+                    .room_acks
+                    .store(ACKS_YES, std::sync::atomic::Ordering::Relaxed);
                 let ack: Option<RoomAck> = args
                     .first()
                     .and_then(|a| serde_json::from_value(a.clone()).ok());
@@ -598,7 +609,7 @@ impl VirtualUser {
     ) {
         let room = self.render(chat_id, iteration, "");
         let sent_at = Instant::now();
-        self.shared.metrics.rooms.send_started(&room);
+        let ticket = self.shared.metrics.rooms.send_started(&room);
         let nonce = self.shared.metrics.message_sent(&room, sent_at.into_std());
         self.buf.clear();
         let vars = Vars {
@@ -622,7 +633,7 @@ impl VirtualUser {
             .json(&json!({ "content": self.buf }))
             .send()
             .await;
-        self.shared.metrics.rooms.send_finished(&room);
+        self.shared.metrics.rooms.send_finished(&room, ticket);
         self.recorder
             .record_since(Latency::Http, sent_at.into_std());
         match result {
@@ -680,7 +691,7 @@ impl VirtualUser {
                     self.recorder.delivered_if(content, e.received, |sent| {
                         stays.iter().any(|s| {
                             s.room.eq_ignore_ascii_case(room)
-                                && s.since <= sent
+                                && s.since < sent
                                 && s.until.is_none_or(|u| sent < u)
                         })
                     });
