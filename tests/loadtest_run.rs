@@ -164,25 +164,42 @@ fn soak_small_holds_sessions_and_delivers() {
 }
 
 #[test]
-fn reconnect_small_comes_back() {
+fn reconnect_sessions_survive_a_server_restart() {
     let (code, report, _, stderr) = load_test_with(
         "reconnect.yaml",
         &[
-            "phases.0={duration: 2s, vus: 6}",
-            "setup.rooms=2",
-            "scenarios.0.steps.2.loop.count=2",
-            "scenarios.0.steps.2.loop.steps.0.think={min: 50ms, max: 200ms}",
-            "scenarios.0.steps.3.wait_for.timeout=2s",
-            "scenarios.1.steps.1.loop.duration=1s",
+            "setup.restart_server={at: 1s, down_for: 500ms}",
+            "setup.rooms=1",
+            "phases.0={duration: 500ms, arrival_rate: 16}",
+            "scenarios.0.steps.5.wait_for.timeout=5s",
+            "scenarios.1.steps.1.loop.duration=3s",
             "scenarios.1.steps.1.loop.steps.1.think=200ms",
-            r#"thresholds=["sessions.failed == 0"]"#,
         ],
     );
-    assert_clean("reconnect", code, &report, &stderr);
-    assert!(
-        report["counters"]["reconnects"].as_u64().unwrap() > 0,
-        "{report}"
+    // The scenario's own thresholds: no failed session, sessions came back within 10 s,
+    // every message posted while they were in the room was delivered.
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    let reconnects = report["counters"]["reconnects"].as_u64().unwrap();
+    let transport_drops = report["counters"]["disconnects_by_reason"]["transport"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        transport_drops, 8,
+        "every session saw the restart: {report}"
     );
+    assert!(reconnects >= 1, "{report}");
+    assert_eq!(report["sessions"]["failed"], 0);
+}
+
+#[test]
+fn restart_server_needs_the_embedded_target() {
+    let (code, _, _, stderr) = load_test(&[
+        &scenario("reconnect.yaml"),
+        "--target",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("restart_server"), "{stderr}");
 }
 
 #[test]

@@ -466,11 +466,26 @@ impl Metrics {
     /// the time latency counts from: the scheduled time in the open model, so a slow generator
     /// cannot hide server latency (coordinated omission).
     pub fn message_sent(&self, room: &str, reference: Instant) -> String {
+        self.message_sent_expecting(room, reference).0
+    }
+
+    /// [`Metrics::message_sent`], also answering the deliveries it expects, so that a send the
+    /// server refused can be withdrawn with [`Metrics::message_withdrawn`].
+    pub fn message_sent_expecting(&self, room: &str, reference: Instant) -> (String, u64) {
         self.counters.sent.fetch_add(1, Relaxed);
         let (expected, seq) = self.rooms.send(room);
         self.counters.delivery_expected.fetch_add(expected, Relaxed);
         let at = reference.saturating_duration_since(self.start).as_micros();
-        format!("{}{seq:x}.{at:x}", self.nonce_prefix)
+        (format!("{}{seq:x}.{at:x}", self.nonce_prefix), expected)
+    }
+
+    /// The server refused or never answered a post: nothing was stored, so no delivery of it is
+    /// expected (the failure itself is counted as an error).
+    pub fn message_withdrawn(&self, expected: u64) {
+        let _ = self
+            .counters
+            .delivery_expected
+            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(expected)));
     }
 
     /// Find this run's nonce in `text` and return the sequence number and send time it encodes.

@@ -51,6 +51,12 @@ fn pick(flows: &[Flow]) -> &Flow {
     &flows[0]
 }
 
+enum EmbeddedServer {
+    None,
+    Held(setup::Embedded),
+    Restarting(tokio::task::JoinHandle<setup::Embedded>),
+}
+
 /// What a finished run produced.
 pub struct Outcome {
     pub report: Report,
@@ -97,6 +103,28 @@ pub async fn run(
 
     let started_at = OffsetDateTime::now_utc();
     let wall = Instant::now();
+    // The embedded server, owned by a task while a restart is scheduled.
+    let (embedded_task, run_over) = match (embedded, &scenario.setup.restart_server) {
+        (Some(mut server), Some(restart)) => {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let (at, down_for) = (wall + restart.at, restart.down_for);
+            let task = tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {
+                        tracing::info!(?down_for, "restarting the embedded server");
+                        if let Err(e) = server.restart(down_for).await {
+                            tracing::error!(error = %e, "the embedded server did not come back");
+                        }
+                    }
+                    _ = rx => {}
+                }
+                server
+            });
+            (EmbeddedServer::Restarting(task), Some(tx))
+        }
+        (Some(server), None) => (EmbeddedServer::Held(server), None),
+        (None, _) => (EmbeddedServer::None, None),
+    };
     let progress = Progress::new(show_progress, scenario.duration());
     let mut users = JoinSet::new();
     let mut next_vu = 0u64;
@@ -211,6 +239,14 @@ pub async fn run(
     progress.finish();
 
     let elapsed = wall.elapsed();
+    if let Some(tx) = run_over {
+        let _ = tx.send(());
+    }
+    let embedded = match embedded_task {
+        EmbeddedServer::None => None,
+        EmbeddedServer::Held(server) => Some(server),
+        EmbeddedServer::Restarting(task) => task.await.ok(),
+    };
     let (counters, hists) = metrics.snapshot();
     let mut generator = Generator::measure(elapsed, &hists);
     if embedded.is_some() {

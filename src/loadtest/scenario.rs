@@ -42,6 +42,17 @@ pub enum Target {
 pub struct Setup {
     pub users: Users,
     pub rooms: Option<Rooms>,
+    /// Stop the embedded server mid-run and start it again, to see sessions come back.
+    pub restart_server: Option<RestartServer>,
+}
+
+/// `setup.restart_server: { at: 5s, down_for: 1s }` (embedded target only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartServer {
+    /// From the start of the first phase.
+    pub at: Duration,
+    /// How long the server stays down before it listens again on the same port.
+    pub down_for: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -302,7 +313,8 @@ const TOP_FIELDS: &[&str] = &[
     "scenarios",
     "thresholds",
 ];
-const SETUP_FIELDS: &[&str] = &["users", "sessions_file", "rooms"];
+const SETUP_FIELDS: &[&str] = &["users", "sessions_file", "rooms", "restart_server"];
+const RESTART_FIELDS: &[&str] = &["at", "down_for"];
 const PHASE_FIELDS: &[&str] = &["duration", "arrival_rate", "ramp_to", "vus"];
 const FLOW_FIELDS: &[&str] = &["name", "weight", "steps"];
 const STEP_NAMES: &[&str] = &[
@@ -556,9 +568,21 @@ impl Validator {
             None => Some(Setup {
                 users: Users::Template(Template::compile("vu-{{vu}}", USER_VARS).ok()?),
                 rooms: None,
+                restart_server: None,
             }),
             Some(node) => self.setup(node),
         };
+        if let (Some(Target::Url(url)), Some(setup)) = (&target, &setup)
+            && setup.restart_server.is_some()
+            && let Some(node) = f.get("setup")
+        {
+            self.error(
+                &node.loc,
+                format!(
+                    "`setup.restart_server` restarts the embedded server; with target {url}, restart that server yourself"
+                ),
+            );
+        }
         let phases = self
             .required(&f, "phases", "the scenario")
             .and_then(|n| self.phases(n));
@@ -657,9 +681,29 @@ impl Validator {
             None => Some(None),
             Some(rooms) => self.rooms(rooms).map(Some),
         };
+        let restart_server = match f.get("restart_server") {
+            None => Some(None),
+            Some(node) => self.restart_server(node).map(Some),
+        };
         Some(Setup {
             users: users?,
             rooms: rooms?,
+            restart_server: restart_server?,
+        })
+    }
+
+    fn restart_server(&mut self, node: &Node) -> Option<RestartServer> {
+        let f = self.fields(node, "`setup.restart_server`", RESTART_FIELDS)?;
+        let at = self
+            .required(&f, "at", "`setup.restart_server`")
+            .and_then(|n| self.duration(n, "setup.restart_server.at", false));
+        let down_for = match f.get("down_for") {
+            None => Some(Duration::from_secs(1)),
+            Some(n) => self.duration(n, "setup.restart_server.down_for", true),
+        };
+        Some(RestartServer {
+            at: at?,
+            down_for: down_for?,
         })
     }
 
@@ -1288,6 +1332,13 @@ impl Scenario {
             Some(Rooms::Ids(ids)) => format!("{} existing room(s)", ids.len()),
         };
         let _ = writeln!(out, "setup     {users}; {rooms}");
+        if let Some(r) = &self.setup.restart_server {
+            let _ = writeln!(
+                out,
+                "restart   the embedded server stops {:?} into the run and listens again {:?} later",
+                r.at, r.down_for
+            );
+        }
         let _ = writeln!(
             out,
             "phases    (run one after another, {} in all)",

@@ -30,7 +30,7 @@ pub struct Prepared {
     /// the virtual user's own room.
     pub auto_joined: bool,
     /// `serve --dev` started in this process for `target: embedded`.
-    pub embedded: Option<RunningServer>,
+    pub embedded: Option<Embedded>,
     /// Virtual users the phases will start.
     pub total_vus: u64,
 }
@@ -51,19 +51,83 @@ pub fn count_vus(phases: &[Phase]) -> u64 {
         .sum()
 }
 
-/// Start `serve --dev` on an ephemeral loopback port, with the limits meant for production
-/// traffic turned off: a load test comes from one IP and is meant to find the server's limits,
-/// not the rate limiter's.
-async fn start_embedded(path: &str) -> anyhow::Result<RunningServer> {
+/// The in-process server of `target: embedded`, and what it takes to start it again.
+pub struct Embedded {
+    /// `None` only while a restart has it down.
+    server: Option<RunningServer>,
+    addr: std::net::SocketAddr,
+    path: String,
+    /// A throwaway database file when the server must survive a restart; else in memory.
+    database: Option<std::path::PathBuf>,
+}
+
+impl Embedded {
+    async fn start(path: &str, survive_restart: bool) -> anyhow::Result<Embedded> {
+        let database = survive_restart.then(|| {
+            std::env::temp_dir().join(format!(
+                "scmarket-ws-load-test-{}-{:08x}.db",
+                std::process::id(),
+                fastrand::u32(..)
+            ))
+        });
+        let server = start_embedded(path, database.as_deref(), "127.0.0.1:0").await?;
+        Ok(Embedded {
+            addr: server.local_addr(),
+            server: Some(server),
+            path: path.to_string(),
+            database,
+        })
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop the server, wait, and start it again on the same port with the same store, so
+    /// cookies and rooms stay valid and clients can come back.
+    pub async fn restart(&mut self, down_for: Duration) -> anyhow::Result<()> {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        tokio::time::sleep(down_for).await;
+        let addr = self.addr.to_string();
+        self.server = Some(start_embedded(&self.path, self.database.as_deref(), &addr).await?);
+        Ok(())
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        if let Some(db) = &self.database {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+        }
+    }
+}
+
+/// Start `serve --dev` on a loopback port, with the limits meant for production traffic turned
+/// off: a load test comes from one IP and is meant to find the server's limits, not the rate
+/// limiter's.
+async fn start_embedded(
+    path: &str,
+    database: Option<&Path>,
+    listen: &str,
+) -> anyhow::Result<RunningServer> {
     use clap::Parser;
+    let database = database.map_or_else(
+        || "sqlite::memory:".to_string(),
+        |p| p.display().to_string(),
+    );
     let argv = [
         "scmarket-ws",
         "serve",
         "--dev",
         "--database",
-        "sqlite::memory:",
+        &database,
         "--listen",
-        "127.0.0.1:0",
+        listen,
         "--path",
         path,
         "--handshake-rate",
@@ -83,9 +147,10 @@ async fn start_embedded(path: &str) -> anyhow::Result<RunningServer> {
 pub async fn prepare(scenario: &Scenario, scenario_file: &Path) -> anyhow::Result<Prepared> {
     let (embedded, url) = match &scenario.target {
         Target::Embedded => {
-            let server = start_embedded(&scenario.path).await?;
-            let url = server.http_url();
-            (Some(server), url)
+            let embedded =
+                Embedded::start(&scenario.path, scenario.setup.restart_server.is_some()).await?;
+            let url = embedded.http_url();
+            (Some(embedded), url)
         }
         Target::Url(url) => {
             check_loopback(url)?;

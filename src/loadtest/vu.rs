@@ -22,6 +22,11 @@ use crate::protocol::{CLIENT_JOIN_ROOM, CLIENT_LEAVE_ROOM, RoomAck, SERVER_MESSA
 
 /// How long `join` and `leave` wait for the reference server's acknowledgement.
 pub const ROOM_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Backoff between reconnect attempts: doubling from the start to the cap, plus jitter.
+const RECONNECT_BACKOFF_START: Duration = Duration::from_millis(100);
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// `wait_for` this pseudo-event to wait until the session is lost (e.g. a server restart).
+pub const DISCONNECT_EVENT: &str = "disconnect";
 /// Received events kept for a later `wait_for`; older ones are dropped past this.
 const PENDING_EVENTS: usize = 256;
 /// The longest a leaving session waits for posts to its rooms that are still in flight.
@@ -262,7 +267,25 @@ impl VirtualUser {
             metrics.session_failed(FailReason::Setup);
             return Err(Abort);
         }
-        match Session::connect(&options).await {
+        // A reconnect keeps trying until its timeout, as a client does while a server
+        // restarts; its latency is the time until the session is back.
+        let deadline = Instant::now() + timeout;
+        let mut backoff = RECONNECT_BACKOFF_START;
+        let result = loop {
+            let attempt = Session::connect(&options).await;
+            match attempt {
+                Err(e) if reconnect && Instant::now() + backoff < deadline => {
+                    tracing::debug!(vu = self.vu, error = %e, "reconnect attempt failed; retrying");
+                    let jitter =
+                        Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
+                    tokio::time::sleep(backoff + jitter).await;
+                    backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+                    options.timeout = deadline.saturating_duration_since(Instant::now());
+                }
+                other => break other,
+            }
+        };
+        match result {
             Ok(session) => {
                 let (handle, events, info) = session.into_parts();
                 self.recorder.record(Latency::EngineOpen, info.engine_open);
@@ -551,6 +574,10 @@ impl VirtualUser {
     ) {
         let started = Instant::now();
         let deadline = started + timeout;
+        if event == DISCONNECT_EVENT {
+            self.wait_for_disconnect(started, deadline).await;
+            return;
+        }
         let mut needed = count;
         loop {
             needed -= self.take_matching(event, matching, needed, iteration);
@@ -561,6 +588,26 @@ impl VirtualUser {
             }
             let Some(live) = &mut self.session else {
                 self.shared.metrics.error(ErrorKind::WaitForTimeout);
+                return;
+            };
+            let next = tokio::time::timeout_at(deadline, live.events.recv()).await;
+            match next {
+                Ok(Some(ev)) => self.absorb(ev),
+                Ok(None) => self.lost_session(client::DisconnectReason::TransportClose),
+                Err(_) => {
+                    self.shared.metrics.error(ErrorKind::WaitForTimeout);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Until the session is lost (or already is).
+    async fn wait_for_disconnect(&mut self, started: Instant, deadline: Instant) {
+        loop {
+            let Some(live) = &mut self.session else {
+                self.recorder
+                    .record_since(Latency::WaitFor, started.into_std());
                 return;
             };
             let next = tokio::time::timeout_at(deadline, live.events.recv()).await;
@@ -610,7 +657,10 @@ impl VirtualUser {
         let room = self.render(chat_id, iteration, "");
         let sent_at = Instant::now();
         let ticket = self.shared.metrics.rooms.send_started(&room);
-        let nonce = self.shared.metrics.message_sent(&room, sent_at.into_std());
+        let (nonce, expected) = self
+            .shared
+            .metrics
+            .message_sent_expecting(&room, sent_at.into_std());
         self.buf.clear();
         let vars = Vars {
             vu: self.vu,
@@ -641,10 +691,12 @@ impl VirtualUser {
             Ok(response) => {
                 tracing::debug!(vu = self.vu, status = %response.status(), %room, "post_message refused");
                 self.shared.metrics.error(ErrorKind::Http);
+                self.shared.metrics.message_withdrawn(expected);
             }
             Err(e) => {
                 tracing::debug!(vu = self.vu, error = %e, "post_message failed");
                 self.shared.metrics.error(ErrorKind::Http);
+                self.shared.metrics.message_withdrawn(expected);
             }
         }
     }
