@@ -18,9 +18,12 @@ pub use sqlite::SqliteStore;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("database migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    Database(#[from] rusqlite::Error),
+    #[error("database migration {version} failed: {source}")]
+    Migration {
+        version: usize,
+        source: rusqlite::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
