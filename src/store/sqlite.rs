@@ -640,4 +640,64 @@ mod tests {
         assert!(Location::parse("").is_err());
         assert!(Location::parse("postgres://localhost/db").is_err());
     }
+
+    fn user_version(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_file_is_migrated_once_and_reopened_as_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let (store, fresh) = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        assert!(fresh);
+        store.ensure_user("kept").await.unwrap();
+        drop(store);
+        assert_eq!(user_version(&path), MIGRATIONS.len() as i64);
+        let (store, fresh) = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        assert!(!fresh);
+        assert!(store.user_by_username("kept").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_database_migrated_by_sqlx_keeps_its_schema_and_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // What the sqlx build left behind: the schema, its history table, user_version 0.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+                   installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
+                   checksum BLOB NOT NULL, execution_time BIGINT NOT NULL); \
+                 INSERT INTO _sqlx_migrations VALUES (1, 'init', CURRENT_TIMESTAMP, 1, x'00', 1); \
+                 INSERT INTO accounts (user_id, username) VALUES ('00000000-0000-4000-8000-000000000001', 'old');",
+            )
+            .unwrap();
+        }
+        let (store, fresh) = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        assert!(!fresh, "its rows are kept, so no demo data is seeded");
+        assert!(store.user_by_username("old").await.unwrap().is_some());
+        assert_eq!(user_version(&path), 1);
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = SqliteStore::open(path.to_str().unwrap())
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("99") && err.contains("newer"), "{err}");
+    }
 }
