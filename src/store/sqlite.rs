@@ -46,6 +46,20 @@ const SESSION_ACCOUNT_SQL: &str = "SELECT json_extract(s.sess, '$.passport.user'
                  LEFT JOIN accounts a ON a.user_id = json_extract(s.sess, '$.passport.user') \
                  WHERE s.sid = ?1 AND s.expire > ?2";
 const PARTICIPANT_CHATS_SQL: &str = "SELECT chat_id FROM chat_participants WHERE user_id = ?1";
+/// The viewer's account and, when the chat exists, its access facts: the columns of
+/// `USER_BY_ID_SQL`, whether the chat exists, then those of `CHAT_ACCESS_FACTS_SQL`.
+const JOIN_FACTS_SQL: &str = "SELECT a.user_id, a.username, a.role, a.banned, a.deleted, \
+       c.chat_id IS NOT NULL, \
+       EXISTS(SELECT 1 FROM chat_participants p WHERE p.chat_id = c.chat_id AND p.user_id = a.user_id), \
+       o.customer_id, o.assigned_id, o.contractor_id, om.permissions, \
+       s.customer_id, s.assigned_id, s.contractor_id, sm.permissions \
+     FROM accounts a \
+     LEFT JOIN chats c ON c.chat_id = ?2 \
+     LEFT JOIN orders o ON o.order_id = c.order_id \
+     LEFT JOIN contractor_members om ON om.contractor_id = o.contractor_id AND om.user_id = a.user_id \
+     LEFT JOIN offer_sessions s ON s.id = c.session_id \
+     LEFT JOIN contractor_members sm ON sm.contractor_id = s.contractor_id AND sm.user_id = a.user_id \
+     WHERE a.user_id = ?1";
 const CHAT_ACCESS_FACTS_SQL: &str = "SELECT \
                    EXISTS(SELECT 1 FROM chat_participants p WHERE p.chat_id = c.chat_id AND p.user_id = ?1), \
                    o.customer_id, o.assigned_id, o.contractor_id, om.permissions, \
@@ -488,6 +502,30 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn join_facts(
+        &self,
+        chat_id: ChatId,
+        viewer: Uuid,
+    ) -> StoreResult<Option<(User, Option<ChatAccessFacts>)>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(JOIN_FACTS_SQL)?;
+            let mut rows = stmt.query(params![viewer.to_string(), chat_id.to_string()])?;
+            let Some(row) = rows.next()? else {
+                return Ok(None);
+            };
+            let user = user_at(row, 0)?;
+            if row.get::<_, i64>(5)? == 0 {
+                return Ok(Some((user, None)));
+            }
+            let facts = ChatAccessFacts {
+                viewer_is_participant: row.get::<_, i64>(6)? != 0,
+                order: parties_at(row, 7)?,
+                offer: parties_at(row, 11)?,
+            };
+            Ok(Some((user, Some(facts))))
+        })
+    }
+
     async fn participant_chats(&self, user_id: Uuid) -> StoreResult<Vec<ChatId>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(PARTICIPANT_CHATS_SQL)?;
@@ -717,6 +755,12 @@ mod tests {
                 );
                 let facts = store.chat_access_facts(*chat, user.user_id).await.unwrap();
                 assert!(facts.unwrap().viewer_is_participant);
+                let (_, facts) = store
+                    .join_facts(*chat, user.user_id)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(facts.unwrap().viewer_is_participant);
             }
         }
         let conn = store.startup_writer();
@@ -725,9 +769,55 @@ mod tests {
             SESSION_ACCOUNT_SQL,
             PARTICIPANT_CHATS_SQL,
             CHAT_ACCESS_FACTS_SQL,
+            JOIN_FACTS_SQL,
         ] {
             let stmt = conn.prepare_cached(sql).unwrap();
             assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0, "{sql}");
+        }
+    }
+
+    /// The one-query join lookup answers exactly what its two parts answer, for every demo
+    /// user and chat (orders, offers, contractor members, direct and group chats), for a chat
+    /// that does not exist and for a viewer that does not exist.
+    #[tokio::test]
+    async fn join_facts_agree_with_their_parts() {
+        use crate::store::fixtures::{DEMO_YAML, Fixtures};
+        let (store, _) = SqliteStore::open("sqlite::memory:").await.unwrap();
+        store
+            .load_fixtures(&Fixtures::parse(DEMO_YAML, "demo").unwrap())
+            .await
+            .unwrap();
+        let (users, chats) = {
+            let conn = store.startup_writer();
+            let ids = |sql: &str| -> Vec<Uuid> {
+                let mut stmt = conn.prepare(sql).unwrap();
+                stmt.query_map([], |r| r.get::<_, String>(0))
+                    .unwrap()
+                    .map(|id| Uuid::try_parse(&id.unwrap()).unwrap())
+                    .collect()
+            };
+            (
+                ids("SELECT user_id FROM accounts"),
+                ids("SELECT chat_id FROM chats"),
+            )
+        };
+        assert!(users.len() >= 7 && chats.len() >= 4);
+        let mut chats: Vec<ChatId> = chats.into_iter().map(ChatId).collect();
+        chats.push(ChatId(Uuid::new_v4()));
+        let mut viewers = users;
+        viewers.push(Uuid::new_v4());
+        for viewer in &viewers {
+            for chat in &chats {
+                let one = store.join_facts(*chat, *viewer).await.unwrap();
+                let user = store.user_by_id(*viewer).await.unwrap();
+                let parts = match user {
+                    None => None,
+                    Some(user) => {
+                        Some((user, store.chat_access_facts(*chat, *viewer).await.unwrap()))
+                    }
+                };
+                assert_eq!(one, parts, "viewer {viewer}, chat {chat}");
+            }
         }
     }
 
