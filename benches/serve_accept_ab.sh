@@ -5,20 +5,24 @@
 # and keep the "before" binary aside (e.g. a copy of target/release/scmarket-ws built from the
 # old commit).
 #
-#   benches/serve_accept_ab.sh ROUNDS SESSIONS DRIVER SERVE_A SERVE_B
+#   benches/serve_accept_ab.sh ROUNDS SESSIONS DRIVER SERVE_A SERVE_B [DB_A DB_B]
+#
+# DB_A and DB_B default to sqlite::memory:; give two files to measure the file path (one file
+# per binary: a file migrated by one store version may not open with an older one).
 set -euo pipefail
-if [[ $# -ne 5 ]]; then
-  echo "usage: $0 ROUNDS SESSIONS DRIVER SERVE_A SERVE_B" >&2
+if [[ $# -ne 5 && $# -ne 7 ]]; then
+  echo "usage: $0 ROUNDS SESSIONS DRIVER SERVE_A SERVE_B [DB_A DB_B]" >&2
   exit 2
 fi
 rounds=$1 sessions=$2 driver=$3
 bins=("$4" "$5")
+dbs=("${6:-sqlite::memory:}" "${7:-sqlite::memory:}")
 for r in $(seq 1 "$rounds"); do
   # Swap the order every round, so neither side always runs on a warmer machine.
   if (( r % 2 )); then order="0 1"; else order="1 0"; fi
   for i in $order; do
     log=$(mktemp)
-    RUST_LOG=info "${bins[$i]}" serve --dev --quiet --database sqlite::memory: \
+    RUST_LOG=info "${bins[$i]}" serve --dev --quiet --database "${dbs[$i]}" \
       --listen 127.0.0.1:0 --handshake-rate 0 --max-connections-per-user 0 2>"$log" &
     pid=$!
     for _ in $(seq 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
