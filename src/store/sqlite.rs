@@ -37,14 +37,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Shared = Arc<Mutex<Connection>>;
 
-/// The statements on the session-admission path (handshake, auto-join, room join).
+// The statements on the session-admission path (handshake, auto-join, room join), named so a
+// test can check that SQLite never re-prepares them.
 const USER_BY_ID_SQL: &str =
     "SELECT user_id, username, role, banned, deleted FROM accounts WHERE user_id = ?1";
 const SESSION_ACCOUNT_SQL: &str = "SELECT json_extract(s.sess, '$.passport.user'), \
-                        a.user_id, a.username, a.role, a.banned, a.deleted \
-                 FROM login_sessions s \
-                 LEFT JOIN accounts a ON a.user_id = json_extract(s.sess, '$.passport.user') \
-                 WHERE s.sid = ?1 AND s.expire > ?2";
+       a.user_id, a.username, a.role, a.banned, a.deleted \
+     FROM login_sessions s \
+     LEFT JOIN accounts a ON a.user_id = json_extract(s.sess, '$.passport.user') \
+     WHERE s.sid = ?1 AND s.expire > ?2";
 const PARTICIPANT_CHATS_SQL: &str = "SELECT chat_id FROM chat_participants WHERE user_id = ?1";
 /// The viewer's account and, when the chat exists, its access facts: the columns of
 /// `USER_BY_ID_SQL`, whether the chat exists, then those of `CHAT_ACCESS_FACTS_SQL`.
@@ -61,15 +62,15 @@ const JOIN_FACTS_SQL: &str = "SELECT a.user_id, a.username, a.role, a.banned, a.
      LEFT JOIN contractor_members sm ON sm.contractor_id = s.contractor_id AND sm.user_id = a.user_id \
      WHERE a.user_id = ?1";
 const CHAT_ACCESS_FACTS_SQL: &str = "SELECT \
-                   EXISTS(SELECT 1 FROM chat_participants p WHERE p.chat_id = c.chat_id AND p.user_id = ?1), \
-                   o.customer_id, o.assigned_id, o.contractor_id, om.permissions, \
-                   s.customer_id, s.assigned_id, s.contractor_id, sm.permissions \
-                 FROM chats c \
-                 LEFT JOIN orders o ON o.order_id = c.order_id \
-                 LEFT JOIN contractor_members om ON om.contractor_id = o.contractor_id AND om.user_id = ?1 \
-                 LEFT JOIN offer_sessions s ON s.id = c.session_id \
-                 LEFT JOIN contractor_members sm ON sm.contractor_id = s.contractor_id AND sm.user_id = ?1 \
-                 WHERE c.chat_id = ?2";
+       EXISTS(SELECT 1 FROM chat_participants p WHERE p.chat_id = c.chat_id AND p.user_id = ?1), \
+       o.customer_id, o.assigned_id, o.contractor_id, om.permissions, \
+       s.customer_id, s.assigned_id, s.contractor_id, sm.permissions \
+     FROM chats c \
+     LEFT JOIN orders o ON o.order_id = c.order_id \
+     LEFT JOIN contractor_members om ON om.contractor_id = o.contractor_id AND om.user_id = ?1 \
+     LEFT JOIN offer_sessions s ON s.id = c.session_id \
+     LEFT JOIN contractor_members sm ON sm.contractor_id = s.contractor_id AND sm.user_id = ?1 \
+     WHERE c.chat_id = ?2";
 
 pub struct SqliteStore {
     /// Connections for reads. For `:memory:` this is the one connection, also used to write.
@@ -113,8 +114,9 @@ impl Location {
     }
 }
 
-/// A poisoned lock only means a panic elsewhere while the connection was held; SQLite rolls back
-/// whatever that statement left open, so the connection stays usable.
+/// A poisoned lock only means a panic elsewhere while the connection was held; the unwind
+/// dropped that caller's statement and transaction (reset, rolled back), so the connection is
+/// still usable.
 fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -123,7 +125,8 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 fn configure_file(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL lets readers (here and in other processes) run while one connection writes, and makes
-    // each commit an append; NORMAL then syncs only at checkpoints, still crash-safe.
+    // each commit an append; NORMAL then syncs only at checkpoints: the file stays consistent
+    // through a crash, and a power cut can lose only the last commits.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(journal_mode = %mode, "SQLite refused WAL mode; readers may wait on writers");
