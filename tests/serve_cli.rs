@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::raw::RawSocket;
+use serde_json::json;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_scmarket-ws"));
@@ -266,4 +267,94 @@ async fn seed_file_loads_custom_fixtures() {
         .unwrap();
     assert_eq!(alice_chats["data"], serde_json::json!([]));
     server.shutdown().await;
+}
+
+/// Another process writes to the file `serve` is using: `serve` must answer from the file as it
+/// is now, never from what it read before (new sessions, new users, new chats, bans, expiry).
+#[test]
+fn a_database_file_shared_with_other_processes_is_read_fresh() {
+    use scmarket_ws::server::auth::{Secrets, sign_session_cookie};
+    use scmarket_ws::store::{SqliteStore, Store};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shared.db");
+    let db = db.to_str().unwrap();
+    let secret = ["--session-secret", "a-test-secret"];
+    let (mut child, base) = spawn_serve(&[&["--database", db][..], &secret[..]].concat());
+
+    // Written by other processes while serve runs.
+    let (code, erin, err) = run(&[
+        &["session", "--user", "erin", "--database", db][..],
+        &secret[..],
+    ]
+    .concat());
+    assert_eq!(code, 0, "{err}");
+    let (code, newcomer, err) = run(&[
+        &["session", "--dev", "--user", "newcomer", "--database", db][..],
+        &secret[..],
+    ]
+    .concat());
+    assert_eq!(code, 0, "{err}");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut erin_socket = RawSocket::connect(&base, Some(erin.trim()))
+            .await
+            .expect("a session inserted by another process is accepted at once");
+        RawSocket::connect(&base, Some(newcomer.trim()))
+            .await
+            .expect("a user created by another process is accepted at once");
+
+        // A third writer: the store opened on the same file from this test process.
+        let (other, fresh) = SqliteStore::open(db).await.expect("open the shared file");
+        assert!(!fresh, "serve created and seeded the file");
+        let erin_user = other.user_by_username("erin").await.unwrap().unwrap();
+        let chat = other
+            .create_chat(Some("made elsewhere"), &[erin_user.user_id])
+            .await
+            .unwrap();
+        let join = json!({ "chat_id": chat.to_string() });
+        assert_eq!(
+            erin_socket.emit_ack("clientJoinRoom", join.clone()).await,
+            json!({"ok": true}),
+            "a chat created by another process can be joined at once"
+        );
+
+        // A session that expires: accepted before, refused after, with no restart.
+        let alice = other.user_by_username("alice").await.unwrap().unwrap();
+        let sid = other
+            .create_login_session(alice.user_id, Duration::from_millis(800))
+            .await
+            .unwrap();
+        let short = format!(
+            "scmarket.sid={}",
+            sign_session_cookie(&sid, &Secrets::new("a-test-secret".into(), None))
+        );
+        RawSocket::connect(&base, Some(&short))
+            .await
+            .expect("an unexpired session is accepted");
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert!(
+            RawSocket::connect(&base, Some(&short)).await.is_err(),
+            "an expired session is refused at once"
+        );
+
+        // A ban written by another process takes effect at erin's next join.
+        other.set_banned(erin_user.user_id, true).await.unwrap();
+        assert_eq!(
+            erin_socket.emit_ack("clientJoinRoom", join).await,
+            json!({"ok": false, "error": "account_disabled"})
+        );
+        assert!(
+            erin_socket.closed_within(Duration::from_secs(5)).await,
+            "the banned user's socket is closed"
+        );
+        let refused = RawSocket::connect(&base, Some(erin.trim())).await;
+        assert!(
+            refused.is_err(),
+            "a banned user's handshake is refused at once"
+        );
+    });
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::access::can_view_chat;
-use super::auth::{self, Authenticated, Refusal};
+use super::auth::Authenticated;
 use super::limits::EventLimiter;
 use super::metrics::Metrics;
 use crate::protocol::{CLIENT_JOIN_ROOM, CLIENT_LEAVE_ROOM, ChatId, RoomAck, RoomError};
@@ -175,20 +175,21 @@ async fn join<E>(
 ) -> Result<(), RoomError> {
     let session = admit_event(socket, app, CLIENT_JOIN_ROOM)?;
     let chat_id = chat_id_argument(data)?;
-    let user = match auth::active_user(app.store.as_ref(), session.user_id).await {
-        Ok(user) => user,
-        Err(Refusal::StoreError) => return Err(RoomError::Internal),
-        Err(_) => return Err(RoomError::AccountDisabled),
-    };
-    let facts = app
+    // The account is read again on every join, never remembered from the handshake, so a ban
+    // or deletion since then takes effect here.
+    let (user, facts) = app
         .store
-        .chat_access_facts(chat_id, user.user_id)
+        .join_facts(chat_id, session.user_id)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "store failed while checking a join");
             RoomError::Internal
         })?
-        .ok_or(RoomError::ChatNotFound)?;
+        .ok_or(RoomError::AccountDisabled)?;
+    if !user.is_active() {
+        return Err(RoomError::AccountDisabled);
+    }
+    let facts = facts.ok_or(RoomError::ChatNotFound)?;
     if !can_view_chat(&user, &facts) {
         return Err(RoomError::NotAuthorized);
     }

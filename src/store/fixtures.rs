@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use rusqlite::{Transaction, params};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -137,150 +138,147 @@ impl Names {
 impl SqliteStore {
     /// Load fixtures in one transaction: all of them or, on an error, none.
     pub async fn load_fixtures(&self, fixtures: &Fixtures) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
-        let mut names = Names::default();
+        let mut conn = self.startup_writer();
+        // Dropping the transaction on any error below rolls every row back.
+        let tx = conn.transaction()?;
+        load(&tx, fixtures)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
 
-        for u in &fixtures.users {
-            let id = u.id.unwrap_or_else(Uuid::new_v4);
-            sqlx::query(
-                "INSERT INTO accounts (user_id, username, role, banned) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT(username) DO UPDATE SET role = excluded.role, banned = excluded.banned",
-            )
-            .bind(id.to_string())
-            .bind(&u.username)
-            .bind(&u.role)
-            .bind(i64::from(u.banned))
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (user_id, username) in
-            sqlx::query_as::<_, (String, String)>("SELECT user_id, username FROM accounts")
-                .fetch_all(&mut *tx)
-                .await?
-        {
-            names.users.insert(username, parse(&user_id)?);
-        }
+fn load(tx: &Transaction<'_>, fixtures: &Fixtures) -> StoreResult<()> {
+    let mut names = Names::default();
 
-        for c in &fixtures.contractors {
-            sqlx::query("INSERT OR IGNORE INTO contractors (contractor_id, name) VALUES (?, ?)")
-                .bind(c.id.unwrap_or_else(Uuid::new_v4).to_string())
-                .bind(&c.name)
-                .execute(&mut *tx)
-                .await?;
+    for u in &fixtures.users {
+        let id = u.id.unwrap_or_else(Uuid::new_v4);
+        tx.execute(
+            "INSERT INTO accounts (user_id, username, role, banned) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT(username) DO UPDATE SET role = excluded.role, banned = excluded.banned",
+            params![id.to_string(), u.username, u.role, u.banned],
+        )?;
+    }
+    for (id, name) in pairs(tx, "SELECT user_id, username FROM accounts")? {
+        names.users.insert(name, parse(&id)?);
+    }
+
+    for c in &fixtures.contractors {
+        tx.execute(
+            "INSERT OR IGNORE INTO contractors (contractor_id, name) VALUES (?1, ?2)",
+            params![c.id.unwrap_or_else(Uuid::new_v4).to_string(), c.name],
+        )?;
+    }
+    for (id, name) in pairs(tx, "SELECT contractor_id, name FROM contractors")? {
+        names.contractors.insert(name, parse(&id)?);
+    }
+    for c in &fixtures.contractors {
+        let contractor = names.contractor(&c.name, "contractor")?;
+        for m in &c.members {
+            let user = names.user(&m.user, &format!("contractor {}", c.name))?;
+            tx.execute(
+                "INSERT INTO contractor_members (contractor_id, user_id, permissions) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(contractor_id, user_id) DO UPDATE SET permissions = excluded.permissions",
+                params![contractor.to_string(), user.to_string(), m.permissions.join(",")],
+            )?;
         }
-        for (id, name) in
-            sqlx::query_as::<_, (String, String)>("SELECT contractor_id, name FROM contractors")
-                .fetch_all(&mut *tx)
-                .await?
-        {
-            names.contractors.insert(name, parse(&id)?);
-        }
-        for c in &fixtures.contractors {
-            let contractor = names.contractor(&c.name, "contractor")?;
-            for m in &c.members {
-                let user = names.user(&m.user, &format!("contractor {}", c.name))?;
-                sqlx::query(
-                    "INSERT INTO contractor_members (contractor_id, user_id, permissions) VALUES (?, ?, ?) \
-                     ON CONFLICT(contractor_id, user_id) DO UPDATE SET permissions = excluded.permissions",
-                )
-                .bind(contractor.to_string())
-                .bind(user.to_string())
-                .bind(m.permissions.join(","))
-                .execute(&mut *tx)
-                .await?;
+    }
+
+    for (table, list) in [
+        ("orders", &fixtures.orders),
+        ("offer_sessions", &fixtures.offers),
+    ] {
+        for p in list {
+            let context = format!("{table} entry");
+            let customer = names.user(&p.customer, &context)?;
+            let assigned = p
+                .assigned
+                .as_deref()
+                .map(|a| names.user(a, &context))
+                .transpose()?;
+            let contractor = p
+                .contractor
+                .as_deref()
+                .map(|c| names.contractor(c, &context))
+                .transpose()?;
+            let id = p.id.unwrap_or_else(Uuid::new_v4).to_string();
+            let (customer, assigned, contractor) = (
+                customer.to_string(),
+                assigned.map(|u| u.to_string()),
+                contractor.map(|u| u.to_string()),
+            );
+            if table == "orders" {
+                tx.execute(
+                    "INSERT OR IGNORE INTO orders (order_id, customer_id, assigned_id, contractor_id, title) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, customer, assigned, contractor, p.title],
+                )?;
+            } else {
+                tx.execute(
+                    "INSERT OR IGNORE INTO offer_sessions (id, customer_id, assigned_id, contractor_id) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![id, customer, assigned, contractor],
+                )?;
             }
         }
+    }
 
-        for (table, id_column, list) in [
-            ("orders", "order_id", &fixtures.orders),
-            ("offer_sessions", "id", &fixtures.offers),
-        ] {
-            for p in list {
-                let context = format!("{table} entry");
-                let customer = names.user(&p.customer, &context)?;
-                let assigned = p
-                    .assigned
-                    .as_deref()
-                    .map(|a| names.user(a, &context))
-                    .transpose()?;
-                let contractor = p
-                    .contractor
-                    .as_deref()
-                    .map(|c| names.contractor(c, &context))
-                    .transpose()?;
-                let title_column = if table == "orders" { ", title" } else { "" };
-                let title_value = if table == "orders" { ", ?" } else { "" };
-                let sql = format!(
-                    "INSERT OR IGNORE INTO {table} ({id_column}, customer_id, assigned_id, contractor_id{title_column}) \
-                     VALUES (?, ?, ?, ?{title_value})"
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(p.id.unwrap_or_else(Uuid::new_v4).to_string())
-                    .bind(customer.to_string())
-                    .bind(assigned.map(|u| u.to_string()))
-                    .bind(contractor.map(|u| u.to_string()));
-                if table == "orders" {
-                    q = q.bind(p.title.clone());
-                }
-                q.execute(&mut *tx).await?;
-            }
-        }
-
-        for (index, c) in fixtures.chats.iter().enumerate() {
-            let chat_id = c.id.unwrap_or_else(Uuid::new_v4);
-            let context = format!("chat #{} ({chat_id})", index + 1);
-            let inserted = sqlx::query(
-                "INSERT OR IGNORE INTO chats (chat_id, name, icon, order_id, session_id) VALUES (?, ?, ?, ?, ?)",
+    for (index, c) in fixtures.chats.iter().enumerate() {
+        let chat_id = c.id.unwrap_or_else(Uuid::new_v4);
+        let context = format!("chat #{} ({chat_id})", index + 1);
+        let inserted = tx
+            .execute(
+                "INSERT OR IGNORE INTO chats (chat_id, name, icon, order_id, session_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    chat_id.to_string(),
+                    c.name,
+                    c.icon,
+                    c.order.map(|o| o.to_string()),
+                    c.offer.map(|o| o.to_string())
+                ],
             )
-            .bind(chat_id.to_string())
-            .bind(&c.name)
-            .bind(&c.icon)
-            .bind(c.order.map(|o| o.to_string()))
-            .bind(c.offer.map(|o| o.to_string()))
-            .execute(&mut *tx)
-            .await
             .map_err(|e| {
                 StoreError::Invalid(format!(
                     "{context}: cannot insert ({e}); does its order or offer exist, and is it used by no other chat?"
                 ))
             })?
-            .rows_affected()
-                == 1;
-            for p in &c.participants {
-                sqlx::query(
-                    "INSERT OR IGNORE INTO chat_participants (chat_id, user_id) VALUES (?, ?)",
-                )
-                .bind(chat_id.to_string())
-                .bind(names.user(p, &context)?.to_string())
-                .execute(&mut *tx)
-                .await?;
-            }
-            if inserted {
-                // Spread the seeded messages one second apart, oldest first, ending now.
-                let now = crate::protocol::WireTimestamp::now().unix_millis();
-                let count = c.messages.len() as i64;
-                for (i, m) in c.messages.iter().enumerate() {
-                    let author = m
-                        .author
-                        .as_deref()
-                        .map(|a| names.user(a, &context))
-                        .transpose()?;
-                    sqlx::query(
-                        "INSERT INTO messages (message_id, content, author, chat_id, timestamp) VALUES (?, ?, ?, ?, ?)",
-                    )
-                    .bind(Uuid::new_v4().to_string())
-                    .bind(&m.content)
-                    .bind(author.map(|a| a.to_string()))
-                    .bind(chat_id.to_string())
-                    .bind(now - (count - i as i64) * 1000)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+            == 1;
+        for p in &c.participants {
+            tx.execute(
+                "INSERT OR IGNORE INTO chat_participants (chat_id, user_id) VALUES (?1, ?2)",
+                params![chat_id.to_string(), names.user(p, &context)?.to_string()],
+            )?;
+        }
+        if inserted {
+            // Spread the seeded messages one second apart, oldest first, ending now.
+            let now = crate::protocol::WireTimestamp::now().unix_millis();
+            let count = c.messages.len() as i64;
+            for (i, m) in c.messages.iter().enumerate() {
+                let author = m
+                    .author
+                    .as_deref()
+                    .map(|a| names.user(a, &context))
+                    .transpose()?;
+                tx.execute(
+                    "INSERT INTO messages (message_id, content, author, chat_id, timestamp) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        Uuid::new_v4().to_string(),
+                        m.content,
+                        author.map(|a| a.to_string()),
+                        chat_id.to_string(),
+                        now - (count - i as i64) * 1000
+                    ],
+                )?;
             }
         }
-        tx.commit().await?;
-        Ok(())
     }
+    Ok(())
+}
+
+/// Two text columns of every row of a query.
+fn pairs(tx: &Transaction<'_>, sql: &str) -> StoreResult<Vec<(String, String)>> {
+    let mut stmt = tx.prepare(sql)?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 fn parse(text: &str) -> StoreResult<Uuid> {

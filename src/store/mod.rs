@@ -18,9 +18,12 @@ pub use sqlite::SqliteStore;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("database migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    Database(#[from] rusqlite::Error),
+    #[error("database migration {version} failed: {source}")]
+    Migration {
+        version: usize,
+        source: rusqlite::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -88,6 +91,20 @@ pub trait Store: Send + Sync + 'static {
         chat_id: ChatId,
         viewer: Uuid,
     ) -> StoreResult<Option<ChatAccessFacts>>;
+    /// What a room join needs, in one lookup (it runs on every `clientJoinRoom`): the viewer's
+    /// account, `None` when it does not exist, and with it the chat's access facts, `None`
+    /// when no chat has that id.
+    async fn join_facts(
+        &self,
+        chat_id: ChatId,
+        viewer: Uuid,
+    ) -> StoreResult<Option<(User, Option<ChatAccessFacts>)>> {
+        let Some(user) = self.user_by_id(viewer).await? else {
+            return Ok(None);
+        };
+        let facts = self.chat_access_facts(chat_id, viewer).await?;
+        Ok(Some((user, facts)))
+    }
     /// Chats the user participates in (joined automatically on connect).
     async fn participant_chats(&self, user_id: Uuid) -> StoreResult<Vec<ChatId>>;
     async fn chat_summaries(&self, user_id: Uuid) -> StoreResult<Vec<ChatSummary>>;
