@@ -1910,7 +1910,7 @@ scenarios:
             (
                 format!("name: x\nsetup: {{ user: a }}\n{phases}{flows}"),
                 vec![
-                    "2:10: unknown field `user` in `setup` (did you mean `users`?); valid fields: users, sessions_file, rooms",
+                    "2:10: unknown field `user` in `setup` (did you mean `users`?); valid fields: users, sessions_file, rooms, restart_server",
                 ],
             ),
             (
