@@ -1,9 +1,12 @@
 //! Measure what one client session costs: connect time and resident memory per open session.
 //!
-//! cargo run --release --example client_sessions -- URL N [websocket|polling|upgrade] [COOKIE] [CONCURRENCY]
+//! cargo run --release --example client_sessions -- URL N [websocket|polling|upgrade] [COOKIE] [CONCURRENCY] [ACKS]
 //!
 //! Opens N sessions (CONCURRENCY at a time, default 1 = one after another), holds them all open,
 //! and prints connect-time percentiles and (RSS after - RSS before) / N. Raise `ulimit -n` above N.
+//! With ACKS > 0, every session then emits `echo` with an acknowledgement ACKS times (all
+//! sessions at once, each one after the other), and the CPU time of that phase is printed: the
+//! server must answer `echo` acks (tests/node/mimic-server.js does).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -71,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_default();
     let cookie = args.get(4).cloned();
     let concurrency: usize = args.get(5).map(|c| c.parse()).transpose()?.unwrap_or(1);
+    let acks: usize = args.get(6).map(|c| c.parse()).transpose()?.unwrap_or(0);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -168,6 +172,34 @@ fn main() -> anyhow::Result<()> {
             "live heap: {:.1} KiB per open session",
             (heap_after - heap_before) as f64 / 1024.0 / open_count as f64
         );
+        if acks > 0 {
+            let cpu_before = cpu_seconds();
+            let started = Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            for s in &sessions {
+                let handle = s.handle().clone();
+                tasks.spawn(async move {
+                    let mut failed = 0;
+                    for i in 0..acks {
+                        let args = vec![serde_json::json!({ "n": i })];
+                        if handle.emit_with_ack("echo", args, Duration::from_secs(10)).await.is_err() {
+                            failed += 1;
+                        }
+                    }
+                    failed
+                });
+            }
+            let mut failed = 0;
+            while let Some(r) = tasks.join_next().await {
+                failed += r.unwrap_or(acks);
+            }
+            println!(
+                "{} acked emits ({failed} failed) in {:.2} s, client CPU {:.2} s",
+                sessions.len() * acks,
+                started.elapsed().as_secs_f64(),
+                cpu_seconds() - cpu_before
+            );
+        }
         for s in &sessions {
             s.disconnect().await;
         }

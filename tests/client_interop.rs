@@ -199,6 +199,41 @@ async fn connect_on_every_transport_and_each_refusal() {
     .await;
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.contains("HTTP 403"), "{}", out.stderr);
+    // The auth payload reaches the server's namespace middleware, whose refusal is a CONNECT_ERROR.
+    let out = run(&[
+        "connect",
+        &url,
+        "--cookie",
+        BOB_SID,
+        "--auth",
+        r#"{"refuse":true}"#,
+    ])
+    .await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("CONNECT_ERROR") && out.stderr.contains("refused by auth middleware"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&[
+        "connect",
+        &url,
+        "--cookie",
+        BOB_SID,
+        "--auth",
+        r#"{"refuse":false}"#,
+    ])
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Extra headers go out with the handshake: here the cookie travels as a raw header.
+    let out = run(&[
+        "connect",
+        &url,
+        "--header",
+        "Cookie: scmarket.access=jwt-carol",
+    ])
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
     let out = run(&["connect", &url, "--cookie", BOB_SID, "--path", "/socket.io"]).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("--path"), "{}", out.stderr);

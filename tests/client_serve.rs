@@ -553,3 +553,25 @@ async fn connect_hold_ends_with_a_reason() {
     assert_eq!(out.code, 1);
     assert!(out.stdout.contains("disconnect"), "{}", out.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_ends_cleanly_on_ctrl_c_with_a_summary() {
+    let server = common::start_dev_server(&[]).await;
+    let url = server.http_url();
+    let (child, err) = spawn_listen(&[&url, "--login", "bob"]).await;
+    let pid = child.id().expect("listen is running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let out = finish(child, err).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("listen: 0 events, 0 reconnects"),
+        "{}",
+        out.stderr
+    );
+    server.shutdown().await;
+}
