@@ -575,3 +575,27 @@ async fn listen_ends_cleanly_on_ctrl_c_with_a_summary() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_ends_quietly_when_its_reader_goes_away() {
+    let server = common::start_dev_server(&[]).await;
+    let url = server.http_url();
+    let alice = common::session_cookie(&url, "alice").await;
+    let (mut child, err) = spawn_listen(&[&url, "--login", "bob", "--json"]).await;
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    common::post_message(&url, &alice, ORDER_CHAT, "first").await;
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the first event within 10 s")
+        .unwrap()
+        .unwrap();
+    assert!(first.contains("first"), "{first}");
+    // Like `listen | head -1`: the reader is gone before the next event.
+    drop(lines);
+    common::post_message(&url, &alice, ORDER_CHAT, "second").await;
+    let out = finish(child, err).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    server.shutdown().await;
+}

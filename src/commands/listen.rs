@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{
-    RoomOutcome, Style, client_failure, cut, local_clock, options, parse_chat_ids, rfc3339,
-    room_requests,
+    RoomOutcome, Style, client_failure, cut, emit_line, local_clock, options, parse_chat_ids,
+    rfc3339, room_requests,
 };
 use crate::cli::ListenArgs;
 use crate::client::backoff::Backoff;
@@ -66,7 +66,9 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
                             stats.skipped += 1;
                             continue;
                         }
-                        printer.event(&e);
+                        if !printer.event(&e) {
+                            break End::Finished;
+                        }
                         stats.shown += 1;
                         if args.count.is_some_and(|n| stats.shown >= n) {
                             break End::Finished;
@@ -255,15 +257,15 @@ impl Printer {
         Printer { json, style, width }
     }
 
-    fn event(&self, e: &Event) {
+    /// Print one event; false when stdout is closed.
+    fn event(&self, e: &Event) -> bool {
         if self.json {
             let line = json!({
                 "received_at": rfc3339(e.received_at),
                 "event": e.name,
                 "args": e.args,
             });
-            println!("{line}");
-            return;
+            return emit_line(&line.to_string());
         }
         let clock = local_clock(e.received_at);
         let first = e.args.first().and_then(Value::as_object);
@@ -300,6 +302,6 @@ impl Printer {
                 )
             }
         };
-        println!("{line}");
+        emit_line(&line)
     }
 }
