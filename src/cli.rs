@@ -49,6 +49,11 @@ pub enum Command {
     Listen(ListenArgs),
     /// OpenAPI/AsyncAPI documentation of the realtime layer, generated from the protocol types.
     Spec(SpecArgs),
+    /// Drive sessions from a YAML scenario and report connection and delivery metrics
+    /// (exit 0: every threshold holds, 1: a threshold fails, 2: bad scenario).
+    LoadTest(LoadTestArgs),
+    /// Show, merge and compare saved load-test reports.
+    Report(ReportArgs),
 }
 
 /// Parse `250ms`, `10s`, `5m`, `1h` (and combinations such as `1m30s`).
@@ -330,4 +335,72 @@ pub enum SpecFormat {
 pub enum OnConflict {
     Warn,
     Error,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadTestArgs {
+    /// The scenario file (YAML; see scenarios/ for examples).
+    #[arg(value_name = "SCENARIO")]
+    pub scenario: PathBuf,
+    /// Override a scenario field before validation, by dotted path (repeatable):
+    /// `--set phases.0.vus=10`, `--set name=nightly`, `--set setup.rooms=5`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Run against this URL instead of the scenario's target (e.g. http://127.0.0.1:7000).
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Write the JSON report here (schema: docs/REPORT_SCHEMA.md).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Validate the scenario and print the plan (phases, scenario weights, expected sessions)
+    /// without connecting anywhere.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    pub command: ReportCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ReportCommand {
+    /// Print a saved report as tables (or as JSON).
+    Show {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Print the report's JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Combine reports of generators that ran the same scenario together into one result:
+    /// histograms added, counters summed, thresholds re-evaluated (exit 1 if one fails).
+    Merge {
+        #[arg(value_name = "FILE", required = true, num_args = 2..)]
+        files: Vec<PathBuf>,
+        /// Where to write the merged report.
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Compare NEW against BASE metric by metric; exit 1 when one is worse by more than
+    /// --max-regression.
+    Compare {
+        #[arg(value_name = "BASE")]
+        base: PathBuf,
+        #[arg(value_name = "NEW")]
+        new: PathBuf,
+        /// Largest accepted worsening, relative to BASE (e.g. 10%).
+        #[arg(long, value_name = "PERCENT", default_value = "10%", value_parser = parse_percent)]
+        max_regression: f64,
+    },
+}
+
+/// Parse `10%` (or `10`) into the ratio 0.1.
+pub fn parse_percent(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%').trim();
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n / 100.0),
+        _ => Err(format!("`{text}` is not a percentage: write e.g. 10%")),
+    }
 }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod exit;
+pub mod loadtest;
 pub mod protocol;
 pub mod server;
 pub mod spec;

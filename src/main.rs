@@ -52,6 +52,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Join(args) => scmarket_ws::commands::join::run(args).await,
         Command::Listen(args) => scmarket_ws::commands::listen::run(args).await,
         Command::Spec(args) => scmarket_ws::spec::run(args),
+        Command::LoadTest(args) => scmarket_ws::loadtest::command::load_test(args).await,
+        Command::Report(args) => scmarket_ws::loadtest::command::report(args),
     }
 }
 

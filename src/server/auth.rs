@@ -235,12 +235,12 @@ pub async fn authenticate(
         return Err(token_refusal.unwrap_or(Refusal::NoCredentials));
     };
     let sid = verify_session_cookie(cookie, secrets)?;
-    let user_id = store
-        .session_user(&sid)
-        .await
-        .map_err(store_refusal)?
-        .ok_or(Refusal::SessionUnknown)?;
-    let user = active_user(store, user_id).await?;
+    let user = match store.session_account(&sid).await.map_err(store_refusal)? {
+        None => return Err(Refusal::SessionUnknown),
+        Some(Err(_missing_user)) => return Err(Refusal::UserUnknown),
+        Some(Ok(user)) if !user.is_active() => return Err(Refusal::UserDisabled),
+        Some(Ok(user)) => user,
+    };
     Ok(Authenticated {
         user,
         method: AuthMethod::SessionCookie,

@@ -120,6 +120,21 @@ fn engine_path(path: &str) -> Result<String, CommandError> {
     Ok(trimmed.to_string())
 }
 
+/// Bind with a deep accept queue: a connect storm of thousands of sessions per second overflows
+/// a shallow one, and every overflowed SYN costs its client a one-second retransmit.
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    // The kernel caps this at net.core.somaxconn.
+    socket.listen(8192)
+}
+
 /// A server started in this process: what `serve` runs until a signal, and what tests and the
 /// load test's `embedded` target start on an ephemeral port.
 pub struct RunningServer {
@@ -226,14 +241,12 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
             handshake::engine_gate,
         ));
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| {
-            CommandError::usage(format!(
-                "cannot listen on {}: {e} (is another server running there? try --listen 127.0.0.1:0)",
-                args.listen
-            ))
-        })?;
+    let listener = bind(args.listen).map_err(|e| {
+        CommandError::usage(format!(
+            "cannot listen on {}: {e} (is another server running there? try --listen 127.0.0.1:0)",
+            args.listen
+        ))
+    })?;
     let addr = listener.local_addr().context("reading the bound address")?;
 
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();

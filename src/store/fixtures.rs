@@ -97,7 +97,8 @@ pub struct MessageFixture {
 
 impl Fixtures {
     pub fn parse(yaml: &str, origin: &str) -> StoreResult<Self> {
-        serde_saphyr::from_str(yaml)
+        // YAML 1.2 booleans: under 1.1 rules a user called `n` or `yes` would become a boolean.
+        serde_saphyr::from_str_with_options(yaml, serde_saphyr::options! { strict_booleans: true })
             .map_err(|e| StoreError::Invalid(format!("{origin}: invalid fixtures: {e}")))
     }
 
@@ -296,6 +297,14 @@ mod tests {
         let f = Fixtures::parse(DEMO_YAML, "demo.yaml").unwrap();
         assert_eq!(f.users.len(), 7);
         assert_eq!(f.chats.len(), 4);
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_are_names() {
+        let f =
+            Fixtures::parse("users:\n  - { username: n }\n  - { username: yes }\n", "f").unwrap();
+        assert_eq!(f.users[0].username, "n");
+        assert_eq!(f.users[1].username, "yes");
     }
 
     #[test]

@@ -77,8 +77,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// A new `login_sessions` row for the user; answers its sid.
     async fn create_login_session(&self, user_id: Uuid, ttl: Duration) -> StoreResult<String>;
-    /// The user id of an unexpired session, from `sess.passport.user`.
-    async fn session_user(&self, sid: &str) -> StoreResult<Option<Uuid>>;
+    /// The account logged in by an unexpired session (`sess.passport.user`), in one lookup:
+    /// this runs on every handshake. `Some(Err(user_id))` when the session names a user that
+    /// does not exist.
+    async fn session_account(&self, sid: &str) -> StoreResult<Option<Result<User, Uuid>>>;
 
     /// `None` when no chat has that id.
     async fn chat_access_facts(

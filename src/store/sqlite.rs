@@ -227,21 +227,32 @@ impl Store for SqliteStore {
         Ok(sid)
     }
 
-    async fn session_user(&self, sid: &str) -> StoreResult<Option<Uuid>> {
-        let sess: Option<String> =
-            sqlx::query_scalar("SELECT sess FROM login_sessions WHERE sid = ? AND expire > ?")
-                .bind(sid)
-                .bind(now_millis())
-                .fetch_optional(&self.pool)
-                .await?;
-        // A row whose JSON has no passport.user is an anonymous session: not logged in.
-        Ok(sess
-            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            .and_then(|v| {
-                v.pointer("/passport/user")
-                    .and_then(|u| u.as_str())
-                    .and_then(|u| Uuid::try_parse(u).ok())
-            }))
+    async fn session_account(&self, sid: &str) -> StoreResult<Option<Result<User, Uuid>>> {
+        let row = sqlx::query(
+            "SELECT json_extract(s.sess, '$.passport.user') AS session_user, \
+                    a.user_id, a.username, a.role, a.banned, a.deleted \
+             FROM login_sessions s \
+             LEFT JOIN accounts a ON a.user_id = json_extract(s.sess, '$.passport.user') \
+             WHERE s.sid = ? AND s.expire > ?",
+        )
+        .bind(sid)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        // A session without passport.user is an anonymous session: not logged in.
+        let Some(session_user) = row
+            .try_get::<Option<String>, _>("session_user")
+            .ok()
+            .flatten()
+            .and_then(|u| Uuid::try_parse(&u).ok())
+        else {
+            return Ok(None);
+        };
+        if row.try_get::<Option<String>, _>("user_id")?.is_none() {
+            return Ok(Some(Err(session_user)));
+        }
+        Ok(Some(Ok(user_from_row(&row)?)))
     }
 
     async fn chat_access_facts(

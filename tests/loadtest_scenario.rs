@@ -1,0 +1,213 @@
+//! `load-test` as a user meets it: the ready-made scenarios validate, bad ones are refused with
+//! a located error and exit 2, and a run says plainly that the runner is not built yet.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use scmarket_ws::loadtest::scenario::{self, Overrides};
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scmarket-ws"));
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+fn ready_made() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(scenarios_dir())
+        .expect("scenarios/ exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn the_ready_made_scenarios_are_all_there() {
+    let names: Vec<String> = ready_made()
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    for want in [
+        "smoke.yaml",
+        "chat-fanout.yaml",
+        "connect-storm.yaml",
+        "soak.yaml",
+        "reconnect.yaml",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "scenarios/{want} is missing: {names:?}"
+        );
+    }
+}
+
+#[test]
+fn every_ready_made_scenario_validates_and_prints_its_plan() {
+    for file in ready_made() {
+        let parsed = scenario::load(&file, &Overrides::default());
+        assert!(
+            parsed.is_ok(),
+            "{}: {}",
+            file.display(),
+            parsed.err().map(|e| e.to_string()).unwrap_or_default()
+        );
+        let path = file.to_string_lossy();
+        let out = run(&["load-test", "--check", &path]);
+        assert_eq!(out.status.code(), Some(0), "{path}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(stdout.contains(": valid"), "{stdout}");
+        assert!(
+            stdout.contains("phases") && stdout.contains("scenarios"),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn the_fanout_plan_shows_phases_weights_and_sessions() {
+    let path = scenarios_dir().join("chat-fanout.yaml");
+    let out = run(&["load-test", "--check", &path.to_string_lossy()]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("50/s ramping to 200/s: about 1250 new sessions"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("500 virtual users kept busy"), "{stdout}");
+    assert!(
+        stdout.contains("listener         weight   9 ( 90.0%)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sender           weight   1 ( 10.0%)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("delivery.completeness >= 99.9%"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_bad_scenario_exits_2_with_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "name: bad\nphases:\n  - { duration: 10, vus: 5 }\nscenarios:\n  - name: a\n    steps:\n      - conect\n",
+    )
+    .expect("written");
+    let path = file.to_string_lossy().into_owned();
+    let out = run(&["load-test", "--check", &path]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{path}:3:17: `duration` needs a unit")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{path}:7:9: unknown step `conect` (did you mean `connect`?)"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains(" 7 |       - conect\n"), "{stderr}");
+    assert!(stderr.contains("2 problems found"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout for a refused scenario"
+    );
+    // Without --check too: validation comes before anything else.
+    assert_eq!(run(&["load-test", &path]).status.code(), Some(2));
+}
+
+#[test]
+fn overrides_apply_before_validation() {
+    let path = scenarios_dir().join("chat-fanout.yaml");
+    let path = path.to_string_lossy();
+    let out = run(&[
+        "load-test",
+        "--check",
+        &path,
+        "--set",
+        "phases.1.vus=50",
+        "--set",
+        "name=nightly",
+        "--target",
+        "http://127.0.0.1:7000",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("scenario nightly: valid"), "{stdout}");
+    assert!(
+        stdout.contains("target    http://127.0.0.1:7000/"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("50 virtual users kept busy"), "{stdout}");
+
+    let out = run(&["load-test", "--check", &path, "--set", "phases.1.vus=0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("--set phases.1.vus=0: `vus` must be a whole number from 1 up, found 0")
+    );
+    let out = run(&["load-test", "--check", &path, "--target", "ftp://x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("--target ftp://x: `target` must be `embedded` or an http(s)/ws(s) URL")
+    );
+}
+
+#[test]
+fn a_missing_file_exits_2() {
+    let out = run(&["load-test", "--check", "no-such-scenario.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no-such-scenario.yaml: cannot read the scenario"));
+}
+
+#[test]
+fn a_run_says_the_runner_is_not_built_instead_of_faking_results() {
+    let path = scenarios_dir().join("smoke.yaml");
+    let out = run(&[
+        "load-test",
+        &path.to_string_lossy(),
+        "--output",
+        "never-written.json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("the load-test runner is not built yet"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!Path::new("never-written.json").exists());
+}
+
+#[test]
+fn a_sessions_file_is_found_next_to_the_scenario() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("real.yaml");
+    std::fs::write(
+        &file,
+        "name: real\ntarget: http://127.0.0.1:7000\nsetup:\n  sessions_file: cookies.txt\nphases: [{ duration: 1s, vus: 1 }]\nscenarios: [{ name: a, steps: [connect] }]\n",
+    )
+    .expect("written");
+    let s = scenario::load(&file, &Overrides::default()).expect("valid");
+    match s.setup.users {
+        scenario::Users::SessionsFile(p) => assert_eq!(p, dir.path().join("cookies.txt")),
+        other => panic!("expected a sessions file, got {other:?}"),
+    }
+}
