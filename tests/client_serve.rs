@@ -225,7 +225,27 @@ async fn each_failure_has_its_exit_code_and_advice() {
     assert!(started.elapsed() < Duration::from_secs(10));
     holder.abort();
 
-    // 1: a refused room.
+    // 1: a refused room, and a handshake over the server's limits (HTTP 429, not a refusal of
+    // the credentials).
+    let limited =
+        common::start_dev_server(&["--handshake-rate", "1", "--handshake-burst", "1"]).await;
+    let limited_url = limited.http_url();
+    let jwt_cookie = common::dev_login(&limited_url, "bob").await.access_cookie;
+    let mut last = run(&["connect", &limited_url, "--cookie", &jwt_cookie]).await;
+    for _ in 0..3 {
+        if last.code != 0 {
+            break;
+        }
+        last = run(&["connect", &limited_url, "--cookie", &jwt_cookie]).await;
+    }
+    assert_eq!(last.code, 1, "{}", last.stderr);
+    assert!(
+        last.stderr.contains("HTTP 429") && last.stderr.contains("--handshake-rate"),
+        "{}",
+        last.stderr
+    );
+    limited.shutdown().await;
+
     let out = run(&["join", &url, "--login", "alice", OFFER_CHAT]).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     server.shutdown().await;

@@ -335,6 +335,9 @@ impl ClientError {
             ClientError::ConnectError { .. } => {
                 "the server's namespace middleware refused this session: check the credentials and --auth"
             }
+            ClientError::HttpStatus { status: 429, .. } => {
+                "the server rate-limits handshakes or caps sockets per user (serve: --handshake-rate, --max-connections-per-user): wait, or close other sessions"
+            }
             ClientError::HttpStatus { status: 404, .. } => {
                 "HTTP 404 usually means a wrong engine path: SC Market serves Socket.IO at /ws (see --path)"
             }
