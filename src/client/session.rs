@@ -252,7 +252,9 @@ impl Session {
     }
 
     /// Split into the sending handle and the event receiver, for callers that read and write
-    /// from different tasks.
+    /// from different tasks. The session lives as long as one handle does (dropping the last
+    /// one disconnects); events queue without bound until read, so a caller that does not want
+    /// them should drop the receiver.
     pub fn into_parts(
         self,
     ) -> (
