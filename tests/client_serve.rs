@@ -209,6 +209,14 @@ async fn each_failure_has_its_exit_code_and_advice() {
     assert_eq!(out.code, 4, "{}", out.stderr);
     assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
 
+    // 4: TLS spoken to a plain HTTP server, on both transports.
+    let tls_url = url.replace("http://", "https://");
+    for transport in ["websocket", "polling"] {
+        let out = run(&["connect", &tls_url, "--jwt", "x", "--transport", transport]).await;
+        assert_eq!(out.code, 4, "{}", out.stderr);
+        assert!(out.stderr.contains("TLS failed"), "{}", out.stderr);
+    }
+
     // 5: a peer that accepts TCP and never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_url = format!("http://{}", silent.local_addr().unwrap());
