@@ -547,3 +547,36 @@ async fn session_reports_pings_refusals_and_disconnect_reasons() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_pinging_ends_the_session_with_ping_timeout() {
+    let mimic = Mimic::start(&["--ping-interval", "200", "--ping-timeout", "300"]);
+    let mut session = Session::connect(&options(&mimic, Transport::Websocket))
+        .await
+        .unwrap();
+    // Freeze the server: its TCP socket stays open, so only the missing pings can tell.
+    let pid = mimic.child.id().to_string();
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    let started = std::time::Instant::now();
+    let reason = loop {
+        match tokio::time::timeout(Duration::from_secs(5), session.next_event()).await {
+            Ok(Some(SessionEvent::Disconnected(reason))) => break reason,
+            Ok(Some(_)) => continue,
+            other => break DisconnectReason::TransportError(format!("no disconnect: {other:?}")),
+        }
+    };
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    assert_eq!(reason, DisconnectReason::PingTimeout);
+    // pingInterval + pingTimeout = 500 ms, measured from the last ping.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
