@@ -580,3 +580,28 @@ async fn a_server_that_stops_pinging_ends_the_session_with_ping_timeout() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_attachments_arrive_as_base64_on_both_transports() {
+    let mimic = Mimic::start(&[]);
+    for transport in [Transport::Websocket, Transport::Polling] {
+        let mut session = Session::connect(&options(&mimic, transport)).await.unwrap();
+        let body = json!({"event": "file", "args": [{"name": "a"}], "binary": true});
+        let (status, _) = mimic.post("/test/emit", body, None).await;
+        assert_eq!(status, 200);
+        let event = loop {
+            match tokio::time::timeout(Duration::from_secs(5), session.next_event()).await {
+                Ok(Some(SessionEvent::Event(e))) => break e,
+                Ok(Some(_)) => continue,
+                other => panic!("{transport}: expected an event, got {other:?}"),
+            }
+        };
+        assert_eq!(event.name, "file");
+        assert_eq!(
+            event.args,
+            vec![json!({"name": "a"}), json!({"_binary": "AQIDBA=="})],
+            "{transport}"
+        );
+        session.disconnect().await;
+    }
+}
