@@ -33,7 +33,7 @@ fn main() -> ProcessExit {
             return ProcessExit::from(ExitCode::Failure as u8);
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, cli.quiet)) {
         Ok(code) => ProcessExit::from(code as u8),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -42,7 +42,7 @@ fn main() -> ProcessExit {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<ExitCode> {
+async fn run(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => scmarket_ws::server::run(args).await.map(|_| ExitCode::Ok),
         Command::Session(args) => scmarket_ws::server::session::run(args)
@@ -52,7 +52,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Join(args) => scmarket_ws::commands::join::run(args).await,
         Command::Listen(args) => scmarket_ws::commands::listen::run(args).await,
         Command::Spec(args) => scmarket_ws::spec::run(args),
-        Command::LoadTest(args) => scmarket_ws::loadtest::command::load_test(args).await,
+        Command::LoadTest(args) => scmarket_ws::loadtest::command::load_test(args, !quiet).await,
         Command::Report(args) => scmarket_ws::loadtest::command::report(args),
     }
 }

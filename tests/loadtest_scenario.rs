@@ -1,5 +1,5 @@
 //! `load-test` as a user meets it: the ready-made scenarios validate, bad ones are refused with
-//! a located error and exit 2, and a run says plainly that the runner is not built yet.
+//! a located error and exit 2.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -176,24 +176,6 @@ fn a_missing_file_exits_2() {
     let out = run(&["load-test", "--check", "no-such-scenario.yaml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no-such-scenario.yaml: cannot read the scenario"));
-}
-
-#[test]
-fn a_run_says_the_runner_is_not_built_instead_of_faking_results() {
-    let path = scenarios_dir().join("smoke.yaml");
-    let out = run(&[
-        "load-test",
-        &path.to_string_lossy(),
-        "--output",
-        "never-written.json",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("the load-test runner is not built yet"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(!Path::new("never-written.json").exists());
 }
 
 #[test]

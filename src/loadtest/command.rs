@@ -6,10 +6,12 @@ use crate::cli::{LoadTestArgs, ReportArgs, ReportCommand};
 use crate::exit::{CommandError, ExitCode};
 
 use super::report::{self, Report, ReportError};
+use super::runner;
 use super::scenario::{self, LoadError, Overrides};
 
-/// `load-test`: validate the scenario; with `--check`, print the plan.
-pub async fn load_test(args: LoadTestArgs) -> anyhow::Result<ExitCode> {
+/// `load-test`: validate the scenario; with `--check`, print the plan; otherwise run it, print
+/// the report, write it with `--output`, and exit 1 when a threshold fails.
+pub async fn load_test(args: LoadTestArgs, show_progress: bool) -> anyhow::Result<ExitCode> {
     let overrides = Overrides {
         sets: args.set.clone(),
         target: args.target.clone(),
@@ -22,18 +24,40 @@ pub async fn load_test(args: LoadTestArgs) -> anyhow::Result<ExitCode> {
         print!("{}", scenario.plan());
         return Ok(ExitCode::Ok);
     }
-    // Say so plainly rather than pretend: a run needs the Socket.IO client (src/client/),
-    // which is not part of this build yet.
-    Err(CommandError::new(
-        ExitCode::Failure,
-        format!(
-            "scenario {} is valid, but this build cannot run it: the load-test runner is not built yet \
-             (it needs the Socket.IO client). Use `load-test --check {}` to see the plan.",
-            scenario.name,
-            args.scenario.display()
-        ),
-    )
-    .into())
+    // Fail on an unwritable report path now, not after a ten-minute run.
+    if let Some(path) = &args.output {
+        check_writable(path)?;
+    }
+    let outcome = runner::run(&scenario, &args.scenario, show_progress).await?;
+    print!("{}", report::render_text(&outcome.report));
+    if let Some(path) = &args.output {
+        outcome
+            .report
+            .save(path)
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+        tracing::info!(report = %path.display(), "report written");
+    }
+    Ok(if outcome.report.all_thresholds_pass() {
+        ExitCode::Ok
+    } else {
+        ExitCode::Failure
+    })
+}
+
+fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(CommandError::usage(format!(
+            "--output {}: folder {} does not exist",
+            path.display(),
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn bad_report(e: ReportError) -> anyhow::Error {

@@ -272,6 +272,9 @@ impl CounterValues {
 pub struct RoomTable {
     index: HashMap<String, usize>,
     joined: Vec<AtomicU64>,
+    /// Posts to each room whose HTTP answer has not come back yet: the server may not have
+    /// broadcast them, so a session leaving the room waits for these before it leaves.
+    sending: Vec<AtomicU64>,
 }
 
 impl RoomTable {
@@ -282,16 +285,45 @@ impl RoomTable {
             index.entry(room.to_ascii_lowercase()).or_insert(next);
         }
         let joined = (0..index.len()).map(|_| AtomicU64::new(0)).collect();
-        RoomTable { index, joined }
+        let sending = (0..index.len()).map(|_| AtomicU64::new(0)).collect();
+        RoomTable {
+            index,
+            joined,
+            sending,
+        }
+    }
+
+    fn position(&self, room: &str) -> Option<usize> {
+        match self.index.get(room) {
+            Some(i) => Some(*i),
+            // Room names are lowercase UUIDs; only a hand-written id needs the slow path.
+            None => self.index.get(&room.to_ascii_lowercase()).copied(),
+        }
     }
 
     fn slot(&self, room: &str) -> Option<&AtomicU64> {
-        let i = match self.index.get(room) {
-            Some(i) => *i,
-            // Room names are lowercase UUIDs; only a hand-written id needs the slow path.
-            None => *self.index.get(&room.to_ascii_lowercase())?,
-        };
-        self.joined.get(i)
+        self.joined.get(self.position(room)?)
+    }
+
+    /// A post to `room` is on its way to the server.
+    pub fn send_started(&self, room: &str) {
+        if let Some(s) = self.position(room).and_then(|i| self.sending.get(i)) {
+            s.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The server answered a post to `room`: its broadcast is queued on every socket in it.
+    pub fn send_finished(&self, room: &str) {
+        if let Some(s) = self.position(room).and_then(|i| self.sending.get(i)) {
+            let _ = s.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+        }
+    }
+
+    /// Posts to `room` still waiting for the server's answer.
+    pub fn sending(&self, room: &str) -> u64 {
+        self.position(room)
+            .and_then(|i| self.sending.get(i))
+            .map_or(0, |s| s.load(Relaxed))
     }
 
     /// A session joined `room`. Rooms outside the table (ids the scenario made up) are not
@@ -494,9 +526,25 @@ impl Recorder {
     /// A message arrived at this session at `now`. When it carries this run's nonce, count the
     /// delivery and record its latency; returns whether it did.
     pub fn delivered(&mut self, text: &str, now: Instant) -> bool {
+        self.delivered_if(text, now, |_| true)
+    }
+
+    /// Like [`Recorder::delivered`], counting the delivery only when `expected(sent_at)` says
+    /// this session was counted in the room when the message was sent (`sent_at` is the send
+    /// time relative to the run's start). Deliveries to a session that joined after the send,
+    /// or had started to leave, were never expected and must not inflate completeness.
+    pub fn delivered_if(
+        &mut self,
+        text: &str,
+        now: Instant,
+        expected: impl FnOnce(Duration) -> bool,
+    ) -> bool {
         let Some(sent) = self.metrics.sent_at(text) else {
             return false;
         };
+        if !expected(sent) {
+            return false;
+        }
         self.metrics
             .counters
             .delivery_received

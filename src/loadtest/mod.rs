@@ -26,8 +26,12 @@
 
 pub mod command;
 pub mod metrics;
+pub mod progress;
 pub mod report;
+pub mod runner;
 pub mod scenario;
+pub mod setup;
 pub mod template;
 pub mod thresholds;
+pub mod vu;
 pub mod yaml;

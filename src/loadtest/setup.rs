@@ -1,0 +1,330 @@
+//! Before the clock starts: the target (starting `serve --dev` in-process for `embedded`), one
+//! cookie per virtual user, and the rooms. Provisioning happens up front so that logins and
+//! chat creation never compete with the sessions being measured.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::scenario::{Phase, Rooms, Scenario, Target, Users};
+use super::template::Vars;
+use crate::client::{self, ConnectOptions};
+use crate::exit::{CommandError, ExitCode};
+use crate::protocol::{CreatedChat, DataEnvelope, DevCreateChatRequest};
+use crate::server::RunningServer;
+
+/// Requests in flight while provisioning users and rooms.
+const PROVISIONING_CONCURRENCY: usize = 32;
+
+/// What the run needs, ready before the first phase.
+pub struct Prepared {
+    /// Target URL and path; each session adds its own cookie to a clone.
+    pub options: ConnectOptions,
+    /// `Cookie` header text per virtual user (`cookies[vu % len]`).
+    pub cookies: Arc<[String]>,
+    /// Room (chat id) per virtual user (`rooms[vu % len]`); empty without `setup.rooms`.
+    pub rooms: Arc<[String]>,
+    /// The server joins each session to its user's chats on connect: with dev-created rooms,
+    /// the virtual user's own room.
+    pub auto_joined: bool,
+    /// `serve --dev` started in this process for `target: embedded`.
+    pub embedded: Option<RunningServer>,
+    /// Virtual users the phases will start.
+    pub total_vus: u64,
+}
+
+fn setup_error(message: impl Into<String>) -> anyhow::Error {
+    CommandError::new(ExitCode::Failure, message).into()
+}
+
+/// Virtual users the phases start: one per arrival in open phases, `vus` in closed ones (a
+/// closed-model user that finishes starts again under the same number).
+pub fn count_vus(phases: &[Phase]) -> u64 {
+    phases
+        .iter()
+        .map(|p| match p {
+            Phase::Open { .. } => p.arrivals().map_or(0, |a| a.ceil() as u64),
+            Phase::Closed { vus, .. } => u64::from(*vus),
+        })
+        .sum()
+}
+
+/// Start `serve --dev` on an ephemeral loopback port, with the limits meant for production
+/// traffic turned off: a load test comes from one IP and is meant to find the server's limits,
+/// not the rate limiter's.
+async fn start_embedded(path: &str) -> anyhow::Result<RunningServer> {
+    use clap::Parser;
+    let argv = [
+        "scmarket-ws",
+        "serve",
+        "--dev",
+        "--database",
+        "sqlite::memory:",
+        "--listen",
+        "127.0.0.1:0",
+        "--path",
+        path,
+        "--handshake-rate",
+        "0",
+        "--event-rate",
+        "0",
+        "--max-connections-per-user",
+        "0",
+    ];
+    let args = match crate::cli::Cli::try_parse_from(argv)?.command {
+        crate::cli::Command::Serve(args) => args,
+        _ => unreachable!("the argv above is a serve command"),
+    };
+    crate::server::start(args).await
+}
+
+pub async fn prepare(scenario: &Scenario, scenario_file: &Path) -> anyhow::Result<Prepared> {
+    let (embedded, url) = match &scenario.target {
+        Target::Embedded => {
+            let server = start_embedded(&scenario.path).await?;
+            let url = server.http_url();
+            (Some(server), url)
+        }
+        Target::Url(url) => {
+            check_loopback(url)?;
+            (None, url.to_string())
+        }
+    };
+    let mut options = ConnectOptions::new(&url, Some(&scenario.path))
+        .map_err(|e| CommandError::usage(e.to_string()))?;
+    options.timeout = Duration::from_secs(10);
+    let total_vus = count_vus(&scenario.phases);
+
+    let usernames: Option<Vec<String>> = match &scenario.setup.users {
+        Users::Template(t) => Some(
+            (0..total_vus)
+                .map(|vu| {
+                    t.render(&Vars {
+                        vu,
+                        ..Vars::default()
+                    })
+                })
+                .collect(),
+        ),
+        Users::SessionsFile(_) => None,
+    };
+
+    let (rooms, auto_joined): (Vec<String>, bool) = match (&scenario.setup.rooms, &usernames) {
+        (None, _) => (Vec::new(), false),
+        (Some(Rooms::Ids(ids)), _) => (ids.iter().map(|id| id.room()).collect(), false),
+        (Some(Rooms::Count(n)), Some(names)) => {
+            (create_dev_rooms(&options, *n, names).await?, true)
+        }
+        (Some(Rooms::Count(_)), None) => {
+            return Err(CommandError::usage(
+                "setup.rooms as a count creates chats through the dev helpers, which need \
+                 setup.users (dev login); with sessions_file, list existing chat ids instead",
+            )
+            .into());
+        }
+    };
+
+    let cookies: Vec<String> = match (&scenario.setup.users, usernames) {
+        (Users::SessionsFile(file), _) => read_sessions_file(scenario_file, file)?,
+        (Users::Template(_), Some(names)) => dev_logins(&options, &names).await?,
+        (Users::Template(_), None) => unreachable!("templates always render usernames"),
+    };
+    Ok(Prepared {
+        options,
+        cookies: cookies.into(),
+        rooms: rooms.into(),
+        auto_joined,
+        embedded,
+        total_vus,
+    })
+}
+
+/// Load tests only ever target this machine: a URL whose host is not loopback is refused.
+fn check_loopback(url: &reqwest::Url) -> anyhow::Result<()> {
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if loopback {
+        Ok(())
+    } else {
+        Err(CommandError::usage(format!(
+            "target {url} is not a loopback address: load tests may only target this machine \
+             (127.0.0.0/8, ::1, localhost)"
+        ))
+        .into())
+    }
+}
+
+async fn create_dev_rooms(
+    options: &ConnectOptions,
+    count: u32,
+    usernames: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let http = reqwest::Client::new();
+    let url = options
+        .http_base()
+        .join("api/dev/chats")
+        .map_err(|e| setup_error(e.to_string()))?;
+    let count = count.max(1) as usize;
+    let mut rooms = Vec::with_capacity(count);
+    for room in 0..count {
+        let participants: Vec<String> = usernames
+            .iter()
+            .enumerate()
+            .filter(|(vu, _)| vu % count == room)
+            .map(|(_, name)| name.clone())
+            .collect();
+        let response = http
+            .post(url.clone())
+            .json(&DevCreateChatRequest {
+                participants,
+                name: Some(format!("load-test room {room}")),
+            })
+            .send()
+            .await
+            .map_err(|e| setup_error(format!("creating load-test room {room} at {url}: {e}")))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(setup_error(format!(
+                "{url} answered 404: setup.rooms as a count needs a server started with serve --dev \
+                 (or list existing chat ids in setup.rooms)"
+            )));
+        }
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(setup_error(format!(
+                "creating load-test room {room}: HTTP {status}: {}",
+                body.chars().take(200).collect::<String>()
+            )));
+        }
+        let created: DataEnvelope<CreatedChat> = response
+            .json()
+            .await
+            .map_err(|e| setup_error(format!("reading the created room: {e}")))?;
+        rooms.push(created.data.chat_id.room());
+    }
+    Ok(rooms)
+}
+
+async fn dev_logins(options: &ConnectOptions, usernames: &[String]) -> anyhow::Result<Vec<String>> {
+    let results: Vec<Result<String, String>> = futures_util::stream::iter(usernames)
+        .map(|name| async move {
+            client::dev_login(options, name)
+                .await
+                .map(|login| login.session_cookie)
+                .map_err(|e| format!("dev login as {name}: {e}"))
+        })
+        .buffered(PROVISIONING_CONCURRENCY)
+        .collect()
+        .await;
+    results
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(setup_error)
+}
+
+/// One session per line: a `Cookie` header (`NAME=VALUE; ...`) or a bare JWT, which is sent as
+/// the `scmarket.access` cookie. Blank lines and `#` comments are skipped.
+fn read_sessions_file(scenario_file: &Path, file: &Path) -> anyhow::Result<Vec<String>> {
+    let path = if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        scenario_file
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(file)
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        CommandError::usage(format!("cannot read sessions_file {}: {e}", path.display()))
+    })?;
+    let cookies: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            if l.contains('=') {
+                l.to_string()
+            } else {
+                format!("{}={l}", crate::protocol::ACCESS_COOKIE)
+            }
+        })
+        .collect();
+    if cookies.is_empty() {
+        return Err(CommandError::usage(format!(
+            "sessions_file {} has no sessions: write one cookie (NAME=VALUE) or JWT per line",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(cookies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_users_per_phase() {
+        let phases = [
+            Phase::Open {
+                duration: Duration::from_secs(10),
+                arrival_rate: 50.0,
+                ramp_to: Some(200.0),
+            },
+            Phase::Closed {
+                duration: Duration::from_secs(30),
+                vus: 500,
+            },
+        ];
+        assert_eq!(count_vus(&phases), 1250 + 500);
+    }
+
+    #[test]
+    fn only_loopback_targets() {
+        for ok in [
+            "http://127.0.0.1:7000",
+            "http://127.9.9.9",
+            "http://[::1]:7000",
+            "http://localhost:1",
+        ] {
+            assert!(
+                check_loopback(&reqwest::Url::parse(ok).unwrap()).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "http://10.0.0.1",
+            "https://api.sc-market.space",
+            "http://192.168.1.1:7000",
+        ] {
+            assert!(
+                check_loopback(&reqwest::Url::parse(bad).unwrap()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn sessions_file_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.txt");
+        std::fs::write(
+            &file,
+            "# comment\nscmarket.sid=s%3Aabc.def\n\neyJhbGciOi.x.y\n",
+        )
+        .unwrap();
+        let cookies =
+            read_sessions_file(&dir.path().join("scenario.yaml"), Path::new("s.txt")).unwrap();
+        assert_eq!(
+            cookies,
+            ["scmarket.sid=s%3Aabc.def", "scmarket.access=eyJhbGciOi.x.y"]
+        );
+        std::fs::write(&file, "# nothing\n").unwrap();
+        assert!(read_sessions_file(&dir.path().join("x.yaml"), Path::new("s.txt")).is_err());
+    }
+}

@@ -1,0 +1,297 @@
+//! `load-test` runs for real: every ready-made scenario at a small size against the embedded
+//! server, a running `serve`, a server that loses messages, thresholds and exit codes.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn scenario(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// Run `load-test` quietly with `--output`; exit code, report, stdout, stderr.
+fn load_test(args: &[&str]) -> (i32, Value, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_scmarket-ws"))
+        .arg("-q")
+        .arg("load-test")
+        .args(args)
+        .arg("--output")
+        .arg(&report)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the binary runs");
+    let json = std::fs::read_to_string(&report)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Thresholds that hold on any machine: correctness, not speed (these tests run in debug
+/// builds next to other tests on two cores).
+const CORRECT: &str = r#"thresholds=["sessions.failed == 0", "delivery.completeness >= 100%"]"#;
+
+fn assert_clean(name: &str, code: i32, report: &Value, stderr: &str) {
+    assert_eq!(
+        code, 0,
+        "{name}: exit {code}\nreport: {report}\nstderr: {stderr}"
+    );
+    let sessions = &report["sessions"];
+    assert!(
+        sessions["connected"].as_u64().unwrap() > 0,
+        "{name}: {report}"
+    );
+    assert_eq!(sessions["failed"], 0, "{name}");
+    assert_eq!(sessions["started"], sessions["connected"], "{name}");
+}
+
+#[test]
+fn smoke_runs_the_whole_contract() {
+    let (code, report, stdout, stderr) =
+        load_test(&[&scenario("smoke.yaml"), "--set", "phases.0.duration=2s"]);
+    assert_clean("smoke", code, &report, &stderr);
+    let delivery = &report["delivery"];
+    assert!(delivery["expected"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(delivery["expected"], delivery["received"], "{report}");
+    assert_eq!(report["delivery"]["completeness"], 1.0);
+    assert_eq!(report["counters"]["errors_total"], 0, "{report}");
+    for latency in [
+        "connect",
+        "engine_open",
+        "ack",
+        "wait_for",
+        "delivery",
+        "http",
+    ] {
+        assert!(
+            report["latency_ms"][latency]["count"].as_u64().unwrap() > 0,
+            "{latency} not measured: {report}"
+        );
+    }
+    assert!(
+        report["thresholds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["passed"] == true)
+    );
+    // The human report goes to stdout.
+    assert!(stdout.contains("delivery completeness"), "{stdout}");
+}
+
+#[test]
+fn chat_fanout_small() {
+    let (code, report, _, stderr) = load_test(&[
+        &scenario("chat-fanout.yaml"),
+        "--set",
+        "phases.0={duration: 1s, arrival_rate: 8, ramp_to: 16}",
+        "--set",
+        "phases.1={duration: 2s, vus: 10}",
+        "--set",
+        "setup.rooms=2",
+        "--set",
+        "scenarios.0.steps.2.wait_for.timeout=2s",
+        "--set",
+        "scenarios.1.steps.1.loop.count=2",
+        "--set",
+        "scenarios.1.steps.1.loop.steps.1.think=300ms",
+        "--set",
+        CORRECT,
+    ]);
+    assert_clean("chat-fanout", code, &report, &stderr);
+}
+
+#[test]
+fn connect_storm_small_uses_the_open_model() {
+    let (code, report, _, stderr) = load_test(&[
+        &scenario("connect-storm.yaml"),
+        "--set",
+        "phases.0={duration: 1s, arrival_rate: 20}",
+        "--set",
+        "phases.1={duration: 2s, arrival_rate: 20, ramp_to: 100}",
+        "--set",
+        "scenarios.0.steps.1.think=300ms",
+        "--set",
+        r#"thresholds=["sessions.failed == 0", "errors.total == 0"]"#,
+    ]);
+    assert_clean("connect-storm", code, &report, &stderr);
+    // 20 + (20+100)/2*2 arrivals, one session each.
+    assert_eq!(report["sessions"]["started"], 140, "{report}");
+    assert_eq!(
+        report["latency_ms"]["schedule_lag"]["count"], 140,
+        "{report}"
+    );
+}
+
+#[test]
+fn soak_small_holds_sessions_and_delivers() {
+    let (code, report, _, stderr) = load_test(&[
+        &scenario("soak.yaml"),
+        "--set",
+        "phases.0={duration: 2s, vus: 12}",
+        "--set",
+        "setup.rooms=2",
+        "--set",
+        "scenarios.0.steps.2.think=2s",
+        "--set",
+        "scenarios.1.steps.1.think=500ms",
+        "--set",
+        "scenarios.1.steps.3.think=500ms",
+        "--set",
+        CORRECT,
+    ]);
+    assert_clean("soak", code, &report, &stderr);
+    assert!(
+        report["sessions"]["peak_open"].as_u64().unwrap() >= 10,
+        "{report}"
+    );
+}
+
+#[test]
+fn reconnect_small_comes_back() {
+    let (code, report, _, stderr) = load_test(&[
+        &scenario("reconnect.yaml"),
+        "--set",
+        "phases.0={duration: 2s, vus: 6}",
+        "--set",
+        "setup.rooms=2",
+        "--set",
+        "scenarios.0.steps.2.loop.count=2",
+        "--set",
+        "scenarios.0.steps.2.loop.steps.0.think={min: 50ms, max: 200ms}",
+        "--set",
+        "scenarios.0.steps.3.wait_for.timeout=2s",
+        "--set",
+        "scenarios.1.steps.1.loop.duration=1s",
+        "--set",
+        "scenarios.1.steps.1.loop.steps.1.think=200ms",
+        "--set",
+        r#"thresholds=["sessions.failed == 0"]"#,
+    ]);
+    assert_clean("reconnect", code, &report, &stderr);
+    assert!(
+        report["counters"]["reconnects"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+}
+
+#[test]
+fn a_failed_threshold_exits_1_and_still_writes_the_report() {
+    let (code, report, stdout, _) = load_test(&[
+        &scenario("smoke.yaml"),
+        "--set",
+        "phases.0.duration=1s",
+        "--set",
+        r#"thresholds=["connect.p99 < 1us", "sessions.failed == 0"]"#,
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(report["thresholds"][0]["passed"], false, "{report}");
+    assert_eq!(report["thresholds"][1]["passed"], true, "{report}");
+    assert!(stdout.contains("FAIL"), "{stdout}");
+}
+
+#[test]
+fn only_loopback_targets_are_allowed() {
+    let (code, _, _, stderr) =
+        load_test(&[&scenario("smoke.yaml"), "--target", "http://10.1.2.3:7000"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("loopback"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_against_a_running_serve() {
+    let server = common::start_dev_server(&["--handshake-rate", "0", "--event-rate", "0"]).await;
+    let url = server.http_url();
+    let smoke = scenario("smoke.yaml");
+    let (code, report, _, stderr) = tokio::task::spawn_blocking(move || {
+        load_test(&[&smoke, "--target", &url, "--set", "phases.0.duration=1s"])
+    })
+    .await
+    .unwrap();
+    assert_clean("smoke against serve", code, &report, &stderr);
+    assert_eq!(report["delivery"]["completeness"], 1.0, "{report}");
+    server.shutdown().await;
+}
+
+/// Start tests/node/lossy-server.js; its base URL and the child (killed on drop via stdin).
+fn start_lossy_server() -> (std::process::Child, String) {
+    let dir = common::ensure_node_modules();
+    let mut child = Command::new("node")
+        .arg(dir.join("lossy-server.js"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening ")
+        .expect("port line")
+        .to_string();
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+#[test]
+fn a_listener_that_misses_messages_lowers_completeness() {
+    let (mut node, url) = start_lossy_server();
+    let dir = tempfile::tempdir().unwrap();
+    let sessions: PathBuf = dir.path().join("sessions.txt");
+    std::fs::write(
+        &sessions,
+        "scmarket.sid=ok-a\nscmarket.sid=deaf-b\nscmarket.sid=ok-c\n",
+    )
+    .unwrap();
+    let file = dir.path().join("lossy.yaml");
+    std::fs::write(
+        &file,
+        r#"
+name: lossy
+target: embedded
+setup:
+  sessions_file: sessions.txt
+  rooms: ["5c0000c4-0000-4000-8000-0000000000aa"]
+phases:
+  - { duration: 1s, vus: 3 }
+scenarios:
+  - name: all
+    steps:
+      - connect
+      - emit: { event: clientJoinRoom, data: { chat_id: "{{room}}" } }   # production: no ack
+      - think: 500ms
+      - post_message: { chat_id: "{{room}}", content: "hello {{nonce}}" }
+      - think: 1s
+      - disconnect
+thresholds:
+  - "delivery.completeness >= 100%"
+"#,
+    )
+    .unwrap();
+    let (code, report, _, stderr) = load_test(&[file.to_str().unwrap(), "--target", &url]);
+    let _ = node.kill();
+    let _ = node.wait();
+    // Three sessions each post once to a room of three: nine deliveries expected, and the
+    // deaf session gets none of its three.
+    assert_eq!(report["delivery"]["expected"], 9, "{report}\n{stderr}");
+    assert_eq!(report["delivery"]["received"], 6, "{report}");
+    let completeness = report["delivery"]["completeness"].as_f64().unwrap();
+    assert!((completeness - 2.0 / 3.0).abs() < 1e-3, "{completeness}");
+    assert_eq!(code, 1, "the completeness threshold fails");
+}
