@@ -627,3 +627,49 @@ async fn listen_ends_quietly_when_its_reader_goes_away() {
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_with_login_logs_in_again_when_a_restart_voids_its_cookies() {
+    let server = common::start_dev_server(&[]).await;
+    let url = server.http_url();
+    let addr = server.local_addr();
+    // zed is created by the dev login with a random id: after a restart of an in-memory server
+    // neither the session row nor the JWT's subject exists any more.
+    let (child, err) = spawn_listen(&[
+        &url,
+        "--login",
+        "zed",
+        "--reconnect-delay",
+        "100ms",
+        "--reconnect-max-delay",
+        "300ms",
+    ])
+    .await;
+    server.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut args = common::serve_args(&[]);
+    args.listen = addr;
+    let server = scmarket_ws::server::start(args)
+        .await
+        .expect("a second server starts on the same port");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while server.socket_count() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.socket_count(), 1, "listen did not come back");
+    let pid = child.id().expect("listen is running").to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs");
+    let out = finish(child, err).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("HTTP 400"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("logged in again as zed"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("reconnected"), "{}", out.stderr);
+    server.shutdown().await;
+}

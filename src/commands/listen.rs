@@ -10,7 +10,7 @@ use super::{
 };
 use crate::cli::ListenArgs;
 use crate::client::backoff::Backoff;
-use crate::client::{ClientError, ConnectOptions, Event, Session, SessionEvent};
+use crate::client::{ClientError, ConnectOptions, ErrorClass, Event, Session, SessionEvent};
 use crate::exit::{CommandError, ExitCode};
 use crate::protocol::ChatId;
 
@@ -30,7 +30,7 @@ enum End {
 
 pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
     let rooms = parse_chat_ids(&args.rooms)?;
-    let options = options(&args.client).await?;
+    let mut options = options(&args.client).await?;
     let target = options.display_target();
     let printer = Printer::new(args.client.json);
     let started = Instant::now();
@@ -106,7 +106,7 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
             .into());
         }
         eprintln!("connection lost ({reason}); reconnecting");
-        session = match reconnect(&options, &mut backoff, deadline, &mut ctrl_c).await {
+        session = match reconnect(&mut options, &args, &mut backoff, deadline, &mut ctrl_c).await {
             Reconnect::Connected(s) => s,
             Reconnect::Stopped => {
                 summary(&stats, started);
@@ -145,7 +145,8 @@ enum Reconnect {
 }
 
 async fn reconnect(
-    options: &ConnectOptions,
+    options: &mut ConnectOptions,
+    args: &ListenArgs,
     backoff: &mut Backoff,
     deadline: Option<Instant>,
     ctrl_c: &mut std::pin::Pin<&mut impl std::future::Future<Output = std::io::Result<()>>>,
@@ -168,6 +169,19 @@ async fn reconnect(
                 Ok(session) => return Reconnect::Connected(session),
                 Err(e) => {
                     eprintln!("reconnect attempt {} failed: {e}", backoff.attempts());
+                    // Dev-login cookies die with a restarted `serve --dev` (its session rows)
+                    // and after 15 minutes (the JWT): log in again before the next attempt.
+                    if e.class() == ErrorClass::Refused
+                        && let Some(user) = &args.client.login
+                    {
+                        match super::options(&args.client).await {
+                            Ok(fresh) => {
+                                eprintln!("logged in again as {user}");
+                                *options = fresh;
+                            }
+                            Err(login) => eprintln!("logging in again failed: {login:#}"),
+                        }
+                    }
                     last = Some(e);
                 }
             },
