@@ -70,7 +70,8 @@ impl FromStr for Transport {
 }
 
 /// Everything needed to open a session. Built once and shared by every session of a run.
-#[derive(Clone, Debug)]
+/// Its `Debug` form masks cookie and header values.
+#[derive(Clone)]
 pub struct ConnectOptions {
     /// Scheme, host and port of the server (`http`/`https`; `ws`/`wss` are mapped to them).
     base: Url,
@@ -85,6 +86,29 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Deliver engine pings as [`SessionEvent::Ping`] (for `connect --hold`).
     pub report_pings: bool,
+}
+
+impl fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cookies: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(n, v)| format!("{n}={}", mask(v)))
+            .collect();
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {}", mask(v.to_str().unwrap_or("<binary>"))))
+            .collect();
+        f.debug_struct("ConnectOptions")
+            .field("target", &self.display_target())
+            .field("transport", &self.transport)
+            .field("cookies", &cookies)
+            .field("headers", &headers)
+            .field("auth", &self.auth.as_ref().map(|_| "<set>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl ConnectOptions {
@@ -415,5 +439,12 @@ mod tests {
         let m = mask("eyJhbGciOiJIUzI1NiJ9.secret");
         assert!(!m.contains("secret"));
         assert!(m.starts_with("eyJh"));
+        let mut o = ConnectOptions::new("http://h", None).unwrap();
+        o.add_cookies("scmarket.access=eyJhbGciOiJIUzI1NiJ9.secret")
+            .unwrap();
+        o.add_header("Authorization: Bearer topsecret").unwrap();
+        let debug = format!("{o:?}");
+        assert!(debug.contains("scmarket.access=eyJh"), "{debug}");
+        assert!(!debug.contains("secret"), "{debug}");
     }
 }
