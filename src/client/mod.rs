@@ -49,6 +49,16 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// How the session ended up connected, for people.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Transport::Upgrade => "websocket (upgraded from polling)",
+            other => other.as_str(),
+        }
+    }
+}
+
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

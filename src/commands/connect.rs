@@ -126,10 +126,7 @@ fn print_report(target: &str, info: &ConnectInfo, json: bool) {
         println!("{report}");
         return;
     }
-    let transport = match info.transport {
-        crate::client::Transport::Upgrade => "websocket (upgraded from polling)",
-        other => other.as_str(),
-    };
+    let transport = info.transport.describe();
     println!("connected to {target}");
     println!("  transport          {transport}");
     println!("  engine sid         {}", h.sid);

@@ -49,7 +49,7 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| client_failure(e, &format!("connecting to {target}")))?;
     eprintln!(
         "listening on {target} over {} (Ctrl-C to stop)",
-        session.info().transport
+        session.info().transport.describe()
     );
     join_rooms(&session, &rooms, args.ack_wait, false).await;
 
