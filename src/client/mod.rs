@@ -142,6 +142,12 @@ impl ConnectOptions {
         if base.host_str().is_none() {
             return Err(ClientError::InvalidOption(format!("{url:?} has no host")));
         }
+        if !base.username().is_empty() || base.password().is_some() {
+            // They would end up in messages and logs; SC Market authenticates by cookie anyway.
+            return Err(ClientError::InvalidOption(
+                "the URL carries a user name or password: pass credentials with --cookie, --jwt or --header instead".into(),
+            ));
+        }
         let url_path = base.path().trim_end_matches('/').to_string();
         let path = match path {
             Some(p) => p.trim_end_matches('/').to_string(),
@@ -425,6 +431,7 @@ mod tests {
         assert_eq!(o.path(), "/socket.io");
         assert!(ConnectOptions::new("ftp://x", None).is_err());
         assert!(ConnectOptions::new("localhost:7000", None).is_err());
+        assert!(ConnectOptions::new("https://user:secret@x.test", None).is_err());
     }
 
     #[test]
