@@ -200,7 +200,7 @@ pub struct ClientArgs {
     #[arg(long, value_parser = parse_transport, default_value = "websocket")]
     pub transport: crate::client::Transport,
     /// Time allowed to connect (engine open and namespace CONNECT together).
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
     pub timeout: Duration,
     /// Print JSON (NDJSON for streams) instead of text.
     #[arg(long)]
@@ -230,7 +230,7 @@ pub struct JoinArgs {
     pub leave: bool,
     /// How long to wait for the server's acknowledgement of each request. Production never
     /// acknowledges; the reference server does.
-    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    #[arg(long, value_parser = parse_duration, default_value = "2s", value_name = "DURATION")]
     pub ack_wait: Duration,
 }
 
@@ -255,16 +255,16 @@ pub struct ListenArgs {
     #[arg(long)]
     pub no_reconnect: bool,
     /// First reconnect delay; it doubles on each failed attempt (with jitter).
-    #[arg(long, value_parser = parse_duration, default_value = "500ms")]
+    #[arg(long, value_parser = parse_duration, default_value = "500ms", value_name = "DURATION")]
     pub reconnect_delay: Duration,
     /// Longest reconnect delay.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, value_parser = parse_duration, default_value = "30s", value_name = "DURATION")]
     pub reconnect_max_delay: Duration,
     /// Reconnect attempts in a row before giving up (0: never give up).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_name = "N")]
     pub reconnect_attempts: u32,
     /// How long to wait for the acknowledgement of each room join.
-    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    #[arg(long, value_parser = parse_duration, default_value = "2s", value_name = "DURATION")]
     pub ack_wait: Duration,
 }
 

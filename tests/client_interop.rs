@@ -199,6 +199,41 @@ async fn connect_on_every_transport_and_each_refusal() {
     .await;
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.contains("HTTP 403"), "{}", out.stderr);
+    // The auth payload reaches the server's namespace middleware, whose refusal is a CONNECT_ERROR.
+    let out = run(&[
+        "connect",
+        &url,
+        "--cookie",
+        BOB_SID,
+        "--auth",
+        r#"{"refuse":true}"#,
+    ])
+    .await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("CONNECT_ERROR") && out.stderr.contains("refused by auth middleware"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&[
+        "connect",
+        &url,
+        "--cookie",
+        BOB_SID,
+        "--auth",
+        r#"{"refuse":false}"#,
+    ])
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Extra headers go out with the handshake: here the cookie travels as a raw header.
+    let out = run(&[
+        "connect",
+        &url,
+        "--header",
+        "Cookie: scmarket.access=jwt-carol",
+    ])
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
     let out = run(&["connect", &url, "--cookie", BOB_SID, "--path", "/socket.io"]).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("--path"), "{}", out.stderr);
@@ -510,5 +545,63 @@ async fn session_reports_pings_refusals_and_disconnect_reasons() {
             Err(ClientError::Refused { status: 400, .. }) => {}
             other => panic!("{transport}: expected a 400 refusal, got {other:?}"),
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_pinging_ends_the_session_with_ping_timeout() {
+    let mimic = Mimic::start(&["--ping-interval", "200", "--ping-timeout", "300"]);
+    let mut session = Session::connect(&options(&mimic, Transport::Websocket))
+        .await
+        .unwrap();
+    // Freeze the server: its TCP socket stays open, so only the missing pings can tell.
+    let pid = mimic.child.id().to_string();
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    let started = std::time::Instant::now();
+    let reason = loop {
+        match tokio::time::timeout(Duration::from_secs(5), session.next_event()).await {
+            Ok(Some(SessionEvent::Disconnected(reason))) => break reason,
+            Ok(Some(_)) => continue,
+            other => break DisconnectReason::TransportError(format!("no disconnect: {other:?}")),
+        }
+    };
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    assert_eq!(reason, DisconnectReason::PingTimeout);
+    // pingInterval + pingTimeout = 500 ms, measured from the last ping.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_attachments_arrive_as_base64_on_both_transports() {
+    let mimic = Mimic::start(&[]);
+    for transport in [Transport::Websocket, Transport::Polling] {
+        let mut session = Session::connect(&options(&mimic, transport)).await.unwrap();
+        let body = json!({"event": "file", "args": [{"name": "a"}], "binary": true});
+        let (status, _) = mimic.post("/test/emit", body, None).await;
+        assert_eq!(status, 200);
+        let event = loop {
+            match tokio::time::timeout(Duration::from_secs(5), session.next_event()).await {
+                Ok(Some(SessionEvent::Event(e))) => break e,
+                Ok(Some(_)) => continue,
+                other => panic!("{transport}: expected an event, got {other:?}"),
+            }
+        };
+        assert_eq!(event.name, "file");
+        assert_eq!(
+            event.args,
+            vec![json!({"name": "a"}), json!({"_binary": "AQIDBA=="})],
+            "{transport}"
+        );
+        session.disconnect().await;
     }
 }

@@ -209,6 +209,14 @@ async fn each_failure_has_its_exit_code_and_advice() {
     assert_eq!(out.code, 4, "{}", out.stderr);
     assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
 
+    // 4: TLS spoken to a plain HTTP server, on both transports.
+    let tls_url = url.replace("http://", "https://");
+    for transport in ["websocket", "polling"] {
+        let out = run(&["connect", &tls_url, "--jwt", "x", "--transport", transport]).await;
+        assert_eq!(out.code, 4, "{}", out.stderr);
+        assert!(out.stderr.contains("TLS failed"), "{}", out.stderr);
+    }
+
     // 5: a peer that accepts TCP and never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_url = format!("http://{}", silent.local_addr().unwrap());
@@ -225,7 +233,27 @@ async fn each_failure_has_its_exit_code_and_advice() {
     assert!(started.elapsed() < Duration::from_secs(10));
     holder.abort();
 
-    // 1: a refused room.
+    // 1: a refused room, and a handshake over the server's limits (HTTP 429, not a refusal of
+    // the credentials).
+    let limited =
+        common::start_dev_server(&["--handshake-rate", "1", "--handshake-burst", "1"]).await;
+    let limited_url = limited.http_url();
+    let jwt_cookie = common::dev_login(&limited_url, "bob").await.access_cookie;
+    let mut last = run(&["connect", &limited_url, "--cookie", &jwt_cookie]).await;
+    for _ in 0..3 {
+        if last.code != 0 {
+            break;
+        }
+        last = run(&["connect", &limited_url, "--cookie", &jwt_cookie]).await;
+    }
+    assert_eq!(last.code, 1, "{}", last.stderr);
+    assert!(
+        last.stderr.contains("HTTP 429") && last.stderr.contains("--handshake-rate"),
+        "{}",
+        last.stderr
+    );
+    limited.shutdown().await;
+
     let out = run(&["join", &url, "--login", "alice", OFFER_CHAT]).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     server.shutdown().await;
@@ -552,4 +580,96 @@ async fn connect_hold_ends_with_a_reason() {
     let out = finish(child, err).await;
     assert_eq!(out.code, 1);
     assert!(out.stdout.contains("disconnect"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_ends_cleanly_on_ctrl_c_with_a_summary() {
+    let server = common::start_dev_server(&[]).await;
+    let url = server.http_url();
+    let (child, err) = spawn_listen(&[&url, "--login", "bob"]).await;
+    let pid = child.id().expect("listen is running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let out = finish(child, err).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("listen: 0 events, 0 reconnects"),
+        "{}",
+        out.stderr
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_ends_quietly_when_its_reader_goes_away() {
+    let server = common::start_dev_server(&[]).await;
+    let url = server.http_url();
+    let alice = common::session_cookie(&url, "alice").await;
+    let (mut child, err) = spawn_listen(&[&url, "--login", "bob", "--json"]).await;
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    common::post_message(&url, &alice, ORDER_CHAT, "first").await;
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the first event within 10 s")
+        .unwrap()
+        .unwrap();
+    assert!(first.contains("first"), "{first}");
+    // Like `listen | head -1`: the reader is gone before the next event.
+    drop(lines);
+    common::post_message(&url, &alice, ORDER_CHAT, "second").await;
+    let out = finish(child, err).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_with_login_logs_in_again_when_a_restart_voids_its_cookies() {
+    let server = common::start_dev_server(&[]).await;
+    let url = server.http_url();
+    let addr = server.local_addr();
+    // zed is created by the dev login with a random id: after a restart of an in-memory server
+    // neither the session row nor the JWT's subject exists any more.
+    let (child, err) = spawn_listen(&[
+        &url,
+        "--login",
+        "zed",
+        "--reconnect-delay",
+        "100ms",
+        "--reconnect-max-delay",
+        "300ms",
+    ])
+    .await;
+    server.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut args = common::serve_args(&[]);
+    args.listen = addr;
+    let server = scmarket_ws::server::start(args)
+        .await
+        .expect("a second server starts on the same port");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while server.socket_count() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.socket_count(), 1, "listen did not come back");
+    let pid = child.id().expect("listen is running").to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs");
+    let out = finish(child, err).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("HTTP 400"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("logged in again as zed"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("reconnected"), "{}", out.stderr);
+    server.shutdown().await;
 }

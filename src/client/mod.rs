@@ -49,6 +49,16 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// How the session ended up connected, for people.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Transport::Upgrade => "websocket (upgraded from polling)",
+            other => other.as_str(),
+        }
+    }
+}
+
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -70,7 +80,8 @@ impl FromStr for Transport {
 }
 
 /// Everything needed to open a session. Built once and shared by every session of a run.
-#[derive(Clone, Debug)]
+/// Its `Debug` form masks cookie and header values.
+#[derive(Clone)]
 pub struct ConnectOptions {
     /// Scheme, host and port of the server (`http`/`https`; `ws`/`wss` are mapped to them).
     base: Url,
@@ -85,6 +96,29 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Deliver engine pings as [`SessionEvent::Ping`] (for `connect --hold`).
     pub report_pings: bool,
+}
+
+impl fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cookies: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(n, v)| format!("{n}={}", mask(v)))
+            .collect();
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {}", mask(v.to_str().unwrap_or("<binary>"))))
+            .collect();
+        f.debug_struct("ConnectOptions")
+            .field("target", &self.display_target())
+            .field("transport", &self.transport)
+            .field("cookies", &cookies)
+            .field("headers", &headers)
+            .field("auth", &self.auth.as_ref().map(|_| "<set>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl ConnectOptions {
@@ -107,6 +141,12 @@ impl ConnectOptions {
         };
         if base.host_str().is_none() {
             return Err(ClientError::InvalidOption(format!("{url:?} has no host")));
+        }
+        if !base.username().is_empty() || base.password().is_some() {
+            // They would end up in messages and logs; SC Market authenticates by cookie anyway.
+            return Err(ClientError::InvalidOption(
+                "the URL carries a user name or password: pass credentials with --cookie, --jwt or --header instead".into(),
+            ));
         }
         let url_path = base.path().trim_end_matches('/').to_string();
         let path = match path {
@@ -335,6 +375,9 @@ impl ClientError {
             ClientError::ConnectError { .. } => {
                 "the server's namespace middleware refused this session: check the credentials and --auth"
             }
+            ClientError::HttpStatus { status: 429, .. } => {
+                "the server rate-limits handshakes or caps sockets per user (serve: --handshake-rate, --max-connections-per-user): wait, or close other sessions"
+            }
             ClientError::HttpStatus { status: 404, .. } => {
                 "HTTP 404 usually means a wrong engine path: SC Market serves Socket.IO at /ws (see --path)"
             }
@@ -388,6 +431,7 @@ mod tests {
         assert_eq!(o.path(), "/socket.io");
         assert!(ConnectOptions::new("ftp://x", None).is_err());
         assert!(ConnectOptions::new("localhost:7000", None).is_err());
+        assert!(ConnectOptions::new("https://user:secret@x.test", None).is_err());
     }
 
     #[test]
@@ -412,5 +456,12 @@ mod tests {
         let m = mask("eyJhbGciOiJIUzI1NiJ9.secret");
         assert!(!m.contains("secret"));
         assert!(m.starts_with("eyJh"));
+        let mut o = ConnectOptions::new("http://h", None).unwrap();
+        o.add_cookies("scmarket.access=eyJhbGciOiJIUzI1NiJ9.secret")
+            .unwrap();
+        o.add_header("Authorization: Bearer topsecret").unwrap();
+        let debug = format!("{o:?}");
+        assert!(debug.contains("scmarket.access=eyJh"), "{debug}");
+        assert!(!debug.contains("secret"), "{debug}");
     }
 }

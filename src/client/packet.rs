@@ -380,6 +380,21 @@ mod tests {
     }
 
     #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for text in [
+            "é", "4é", "5é-[]", "51-", "2/é,[]", "2/", "3é", "0{", "6-1[]", "2999",
+        ] {
+            let _ = decode_engine(text);
+            let _ = decode_socket(text);
+            if let Some(rest) = text.get(1..) {
+                let _ = decode_socket(rest);
+            }
+        }
+        assert!(decode_socket("2/é,[\"x\"]").is_ok());
+        assert!(decode_engine("é").is_err());
+    }
+
+    #[test]
     fn placeholders_become_base64() {
         let mut v = json!(["bin", {"file": {"_placeholder": true, "num": 0}}, {"_placeholder": true, "num": 5}]);
         fill_placeholders(&mut v, &[vec![1, 2, 3, 4]]);

@@ -50,11 +50,10 @@ pub struct Event {
 
 #[derive(Clone, Debug)]
 pub enum SessionEvent {
-    Event(Event),
+    /// Boxed so the channel's slots stay small: tokio allocates them 32 at a time per session.
+    Event(Box<Event>),
     /// An engine ping (only with `report_pings`).
-    Ping {
-        received_at: SystemTime,
-    },
+    Ping { received_at: SystemTime },
     /// The session ended; nothing follows.
     Disconnected(DisconnectReason),
 }
@@ -87,19 +86,17 @@ impl fmt::Display for DisconnectReason {
     }
 }
 
+/// Boxed payloads keep the command channel's slots at 16 bytes (see `SessionEvent`).
 enum Command {
-    Emit {
-        event: String,
-        args: Vec<Value>,
-        ack: Option<oneshot::Sender<Vec<Value>>>,
-    },
-    Ack {
-        id: u64,
-        args: Vec<Value>,
-    },
-    Disconnect {
-        done: oneshot::Sender<()>,
-    },
+    Emit(Box<Emit>),
+    Ack(Box<(u64, Vec<Value>)>),
+    Disconnect(oneshot::Sender<()>),
+}
+
+struct Emit {
+    event: String,
+    args: Vec<Value>,
+    ack: Option<oneshot::Sender<Vec<Value>>>,
 }
 
 /// The sending half of a session; cheap to clone.
@@ -111,9 +108,9 @@ pub struct SessionHandle {
 impl fmt::Debug for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Command::Emit { event, .. } => write!(f, "Emit({event})"),
-            Command::Ack { id, .. } => write!(f, "Ack({id})"),
-            Command::Disconnect { .. } => f.write_str("Disconnect"),
+            Command::Emit(e) => write!(f, "Emit({})", e.event),
+            Command::Ack(a) => write!(f, "Ack({})", a.0),
+            Command::Disconnect(_) => f.write_str("Disconnect"),
         }
     }
 }
@@ -127,11 +124,11 @@ impl SessionHandle {
 
     /// Send an event without asking for an acknowledgement.
     pub fn emit(&self, event: &str, args: Vec<Value>) -> Result<(), ClientError> {
-        self.send(Command::Emit {
+        self.send(Command::Emit(Box::new(Emit {
             event: event.to_string(),
             args,
             ack: None,
-        })
+        })))
     }
 
     /// Send an event asking for an acknowledgement (sequential ids), and wait at most `timeout`.
@@ -142,11 +139,11 @@ impl SessionHandle {
         timeout: Duration,
     ) -> Result<Vec<Value>, ClientError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Command::Emit {
+        self.send(Command::Emit(Box::new(Emit {
             event: event.to_string(),
             args,
             ack: Some(tx),
-        })?;
+        })))?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(args)) => Ok(args),
             Ok(Err(_)) => Err(ClientError::Closed(DisconnectReason::TransportClose)),
@@ -156,13 +153,13 @@ impl SessionHandle {
 
     /// Answer an acknowledgement the server asked for.
     pub fn ack(&self, id: u64, args: Vec<Value>) -> Result<(), ClientError> {
-        self.send(Command::Ack { id, args })
+        self.send(Command::Ack(Box::new((id, args))))
     }
 
     /// Leave the namespace and close the connection; waits briefly for the close to go out.
     pub async fn disconnect(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.send(Command::Disconnect { done: tx }).is_ok() {
+        if self.send(Command::Disconnect(tx)).is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
         }
     }
@@ -180,6 +177,13 @@ impl Session {
     /// Open the engine connection and the default namespace; returns once the server answered
     /// the namespace CONNECT (or fails on CONNECT_ERROR).
     pub async fn connect(options: &ConnectOptions) -> Result<Session, ClientError> {
+        // Boxed: the connect state machine is several KiB, and any future that awaits it
+        // inline (a load-test virtual user holding its session for minutes) would carry that
+        // size for its whole life.
+        Box::pin(Self::connect_inner(options)).await
+    }
+
+    async fn connect_inner(options: &ConnectOptions) -> Result<Session, ClientError> {
         if options.transport != Transport::Websocket {
             // Building the HTTP client loads the TLS roots (tens of ms): not part of connecting.
             http_client();
@@ -248,7 +252,9 @@ impl Session {
     }
 
     /// Split into the sending handle and the event receiver, for callers that read and write
-    /// from different tasks.
+    /// from different tasks. The session lives as long as one handle does (dropping the last
+    /// one disconnects); events queue without bound until read, so a caller that does not want
+    /// them should drop the receiver.
     pub fn into_parts(
         self,
     ) -> (
@@ -326,7 +332,7 @@ fn ws_config() -> tungstenite::protocol::WebSocketConfig {
     // Small buffers: the defaults reserve 128 KiB for reading per connection, far above the
     // 16 KB per session the load test allows; SC Market frames are a few hundred bytes.
     tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(512)
         .write_buffer_size(0)
 }
 
@@ -841,13 +847,13 @@ impl Core {
                     Value::String(s) => s,
                     other => other.to_string(),
                 };
-                let _ = self.events.send(SessionEvent::Event(Event {
+                let _ = self.events.send(SessionEvent::Event(Box::new(Event {
                     name,
                     args,
                     ack_id: p.id,
                     received_at: SystemTime::now(),
                     received: Instant::now(),
-                }));
+                })));
                 Step::Nothing
             }
             SocketKind::Ack | SocketKind::BinaryAck => {
@@ -874,7 +880,8 @@ impl Core {
     /// Encode a command; `Err` carries the disconnect request.
     fn on_command(&mut self, command: Command) -> Result<String, oneshot::Sender<()>> {
         match command {
-            Command::Emit { event, args, ack } => {
+            Command::Emit(emit) => {
+                let Emit { event, args, ack } = *emit;
                 let id = ack.map(|tx| {
                     // Timed-out waiters dropped their receivers; forget them here.
                     self.pending.retain(|(_, t)| !t.is_closed());
@@ -885,8 +892,8 @@ impl Core {
                 });
                 Ok(packet::event(&event, &args, id))
             }
-            Command::Ack { id, args } => Ok(packet::ack(id, &args)),
-            Command::Disconnect { done } => Err(done),
+            Command::Ack(ack) => Ok(packet::ack(ack.0, &ack.1)),
+            Command::Disconnect(done) => Err(done),
         }
     }
 

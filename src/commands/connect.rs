@@ -4,7 +4,7 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::json;
 
-use super::{Style, client_failure, local_clock, millis, options, rfc3339};
+use super::{Style, client_failure, emit_line, local_clock, millis, options, rfc3339};
 use crate::cli::ConnectArgs;
 use crate::client::{ConnectInfo, DisconnectReason, Session, SessionEvent};
 use crate::exit::{CommandError, ExitCode};
@@ -95,13 +95,14 @@ fn print_line(
             map.insert("type".into(), kind.into());
             map.insert("at".into(), rfc3339(at).into());
         }
-        println!("{fields}");
+        emit_line(&fields.to_string());
     } else {
-        println!(
+        let line = format!(
             "{} {} {text}",
             style.paint("2", &local_clock(at)),
             style.paint("36", kind)
         );
+        emit_line(line.trim_end());
     }
 }
 
@@ -125,10 +126,7 @@ fn print_report(target: &str, info: &ConnectInfo, json: bool) {
         println!("{report}");
         return;
     }
-    let transport = match info.transport {
-        crate::client::Transport::Upgrade => "websocket (upgraded from polling)",
-        other => other.as_str(),
-    };
+    let transport = info.transport.describe();
     println!("connected to {target}");
     println!("  transport          {transport}");
     println!("  engine sid         {}", h.sid);

@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{
-    RoomOutcome, Style, client_failure, cut, local_clock, options, parse_chat_ids, rfc3339,
-    room_requests,
+    RoomOutcome, Style, client_failure, cut, emit_line, local_clock, options, parse_chat_ids,
+    rfc3339, room_requests,
 };
 use crate::cli::ListenArgs;
 use crate::client::backoff::Backoff;
-use crate::client::{ClientError, ConnectOptions, Event, Session, SessionEvent};
+use crate::client::{ClientError, ConnectOptions, ErrorClass, Event, Session, SessionEvent};
 use crate::exit::{CommandError, ExitCode};
 use crate::protocol::ChatId;
 
@@ -30,7 +30,7 @@ enum End {
 
 pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
     let rooms = parse_chat_ids(&args.rooms)?;
-    let options = options(&args.client).await?;
+    let mut options = options(&args.client).await?;
     let target = options.display_target();
     let printer = Printer::new(args.client.json);
     let started = Instant::now();
@@ -49,7 +49,7 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| client_failure(e, &format!("connecting to {target}")))?;
     eprintln!(
         "listening on {target} over {} (Ctrl-C to stop)",
-        session.info().transport
+        session.info().transport.describe()
     );
     join_rooms(&session, &rooms, args.ack_wait, false).await;
 
@@ -66,7 +66,9 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
                             stats.skipped += 1;
                             continue;
                         }
-                        printer.event(&e);
+                        if !printer.event(&e) {
+                            break End::Finished;
+                        }
                         stats.shown += 1;
                         if args.count.is_some_and(|n| stats.shown >= n) {
                             break End::Finished;
@@ -104,7 +106,7 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
             .into());
         }
         eprintln!("connection lost ({reason}); reconnecting");
-        session = match reconnect(&options, &mut backoff, deadline, &mut ctrl_c).await {
+        session = match reconnect(&mut options, &args, &mut backoff, deadline, &mut ctrl_c).await {
             Reconnect::Connected(s) => s,
             Reconnect::Stopped => {
                 summary(&stats, started);
@@ -143,7 +145,8 @@ enum Reconnect {
 }
 
 async fn reconnect(
-    options: &ConnectOptions,
+    options: &mut ConnectOptions,
+    args: &ListenArgs,
     backoff: &mut Backoff,
     deadline: Option<Instant>,
     ctrl_c: &mut std::pin::Pin<&mut impl std::future::Future<Output = std::io::Result<()>>>,
@@ -166,6 +169,19 @@ async fn reconnect(
                 Ok(session) => return Reconnect::Connected(session),
                 Err(e) => {
                     eprintln!("reconnect attempt {} failed: {e}", backoff.attempts());
+                    // Dev-login cookies die with a restarted `serve --dev` (its session rows)
+                    // and after 15 minutes (the JWT): log in again before the next attempt.
+                    if e.class() == ErrorClass::Refused
+                        && let Some(user) = &args.client.login
+                    {
+                        match super::options(&args.client).await {
+                            Ok(fresh) => {
+                                eprintln!("logged in again as {user}");
+                                *options = fresh;
+                            }
+                            Err(login) => eprintln!("logging in again failed: {login:#}"),
+                        }
+                    }
                     last = Some(e);
                 }
             },
@@ -255,15 +271,15 @@ impl Printer {
         Printer { json, style, width }
     }
 
-    fn event(&self, e: &Event) {
+    /// Print one event; false when stdout is closed.
+    fn event(&self, e: &Event) -> bool {
         if self.json {
             let line = json!({
                 "received_at": rfc3339(e.received_at),
                 "event": e.name,
                 "args": e.args,
             });
-            println!("{line}");
-            return;
+            return emit_line(&line.to_string());
         }
         let clock = local_clock(e.received_at);
         let first = e.args.first().and_then(Value::as_object);
@@ -300,6 +316,6 @@ impl Printer {
                 )
             }
         };
-        println!("{line}");
+        emit_line(&line)
     }
 }

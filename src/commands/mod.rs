@@ -159,6 +159,14 @@ pub(crate) async fn room_requests(
         .collect()
 }
 
+/// Print one line of a stream; false once stdout is gone (e.g. `listen | head -3`), so the
+/// stream can end quietly instead of panicking inside `println!`.
+pub(crate) fn emit_line(line: &str) -> bool {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
+}
+
 /// RFC 3339 in UTC with milliseconds, for JSON output.
 pub(crate) fn rfc3339(at: SystemTime) -> String {
     crate::protocol::WireTimestamp(OffsetDateTime::from(at)).to_string()

@@ -119,6 +119,13 @@ io.engine.use((req, res, next) => {
   next();
 });
 
+// Not in production (it ignores the auth payload): a namespace middleware that refuses when the
+// Socket.IO auth payload asks for it, so tests can see a CONNECT_ERROR and prove the payload arrives.
+io.use((socket, next) => {
+  if (socket.handshake.auth && socket.handshake.auth.refuse) return next(new Error("refused by auth middleware"));
+  next();
+});
+
 io.on("connection", (socket) => {
   const user = socket.request.user;
   for (const [chatId, members] of Object.entries(CHATS)) {
