@@ -586,18 +586,9 @@ impl VirtualUser {
                     .record_since(Latency::WaitFor, started.into_std());
                 return;
             }
-            let Some(live) = &mut self.session else {
+            if self.session.is_none() || !self.read_one(deadline).await {
                 self.shared.metrics.error(ErrorKind::WaitForTimeout);
                 return;
-            };
-            let next = tokio::time::timeout_at(deadline, live.events.recv()).await;
-            match next {
-                Ok(Some(ev)) => self.absorb(ev),
-                Ok(None) => self.lost_session(client::DisconnectReason::TransportClose),
-                Err(_) => {
-                    self.shared.metrics.error(ErrorKind::WaitForTimeout);
-                    return;
-                }
             }
         }
     }
@@ -605,19 +596,14 @@ impl VirtualUser {
     /// Until the session is lost (or already is).
     async fn wait_for_disconnect(&mut self, started: Instant, deadline: Instant) {
         loop {
-            let Some(live) = &mut self.session else {
+            if self.session.is_none() {
                 self.recorder
                     .record_since(Latency::WaitFor, started.into_std());
                 return;
-            };
-            let next = tokio::time::timeout_at(deadline, live.events.recv()).await;
-            match next {
-                Ok(Some(ev)) => self.absorb(ev),
-                Ok(None) => self.lost_session(client::DisconnectReason::TransportClose),
-                Err(_) => {
-                    self.shared.metrics.error(ErrorKind::WaitForTimeout);
-                    return;
-                }
+            }
+            if !self.read_one(deadline).await {
+                self.shared.metrics.error(ErrorKind::WaitForTimeout);
+                return;
             }
         }
     }
@@ -703,18 +689,27 @@ impl VirtualUser {
 
     /// Read events until `deadline` (a think): deliveries are timed and counted meanwhile.
     async fn pump_until(&mut self, deadline: Instant) {
-        loop {
-            let Some(live) = &mut self.session else {
-                tokio::time::sleep_until(deadline).await;
+        while self.session.is_some() {
+            if !self.read_one(deadline).await {
                 return;
-            };
-            let next = tokio::time::timeout_at(deadline, live.events.recv()).await;
-            match next {
-                Ok(Some(ev)) => self.absorb(ev),
-                Ok(None) => self.lost_session(client::DisconnectReason::TransportClose),
-                Err(_) => return,
             }
         }
+        tokio::time::sleep_until(deadline).await;
+    }
+
+    /// Read and absorb one event, or notice that the session ended; `false` when `deadline`
+    /// came first (or there is no session).
+    async fn read_one(&mut self, deadline: Instant) -> bool {
+        let Some(live) = &mut self.session else {
+            return false;
+        };
+        let next = tokio::time::timeout_at(deadline, live.events.recv()).await;
+        match next {
+            Ok(Some(ev)) => self.absorb(ev),
+            Ok(None) => self.lost_session(client::DisconnectReason::TransportClose),
+            Err(_) => return false,
+        }
+        true
     }
 
     /// Whatever has already arrived, without waiting.
