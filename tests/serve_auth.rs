@@ -172,12 +172,7 @@ async fn forged_expired_and_unsigned_credentials_are_refused() {
     let expired_session = format!("scmarket.sid={}", sign_session_cookie(&sid, &dev_secrets));
     assert_refused(&base, Some(&expired_session), "expired session row").await;
 
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&base).await;
     for reason in [
         "token_expired",
         "token_invalid",
@@ -270,12 +265,7 @@ async fn handshake_rate_limit_per_ip() {
         "burst allowed: {statuses:?}"
     );
     assert!(statuses[3..].contains(&429), "over the limit: {statuses:?}");
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&base).await;
     assert!(
         metrics.contains(r#"scmarket_ws_rate_limited_total{limit="handshake"}"#),
         "{metrics}"

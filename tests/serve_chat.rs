@@ -114,15 +114,7 @@ async fn broadcast_after_rest_post_matches_production_payload() {
     );
 
     // The stored history has it too, identical.
-    let detail: Value = reqwest::Client::new()
-        .get(format!("{base}/api/chats/{DIRECT_CHAT}"))
-        .header("cookie", &bob_cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = get_json(format!("{base}/api/chats/{DIRECT_CHAT}"), &bob_cookie).await;
     let last = detail["data"]["messages"]
         .as_array()
         .unwrap()
@@ -348,12 +340,7 @@ async fn event_flood_is_rate_limited_per_socket() {
     // Another socket has its own budget.
     let mut bob = connect(&base, "bob").await;
     assert_eq!(join_ack(&mut bob, DIRECT_CHAT).await, json!({"ok": true}));
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&base).await;
     assert!(
         metrics.contains(r#"scmarket_ws_rate_limited_total{limit="events"}"#),
         "{metrics}"
@@ -371,15 +358,7 @@ async fn rest_errors_store_and_broadcast_nothing() {
     let history = |cookie: String| {
         let base = base.clone();
         async move {
-            let v: Value = reqwest::Client::new()
-                .get(format!("{base}/api/chats/{DIRECT_CHAT}"))
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v: Value = get_json(format!("{base}/api/chats/{DIRECT_CHAT}"), cookie).await;
             v["data"]["messages"].as_array().unwrap().len()
         }
     };
@@ -610,12 +589,7 @@ async fn metrics_report_the_seed_list() {
     let cookie = session_cookie(&base, "alice").await;
     post_message(&base, &cookie, ORDER_CHAT, "a").await;
     post_message(&base, &cookie, DIRECT_CHAT, "b").await;
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&base).await;
     for line in [
         "scmarket_ws_connections_active 2",
         "scmarket_ws_users_connected 1",
@@ -634,12 +608,7 @@ async fn metrics_report_the_seed_list() {
     drop(alice);
     // Duration is observed when a socket goes.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&base).await;
     assert!(
         metrics
             .lines()

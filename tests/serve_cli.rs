@@ -238,17 +238,11 @@ async fn seed_file_loads_custom_fixtures() {
     let server = common::start_dev_server(&["--seed", seed.to_str().unwrap()]).await;
     let base = server.http_url();
     let cookie = common::session_cookie(&base, "zed").await;
-    let chats: serde_json::Value = reqwest::Client::new()
-        .get(format!(
-            "{base}/api/chats/11111111-2222-4333-8444-555555555555"
-        ))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let chats: serde_json::Value = common::get_json(
+        format!("{base}/api/chats/11111111-2222-4333-8444-555555555555"),
+        &cookie,
+    )
+    .await;
     assert_eq!(chats["data"]["name"], "ours");
     assert_eq!(
         chats["data"]["participants"],

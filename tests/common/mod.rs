@@ -122,3 +122,26 @@ pub async fn post_message(
         response.json().await.unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// `GET /metrics` as text.
+pub async fn metrics_text(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// `GET url` with a `Cookie` header; the JSON body.
+pub async fn get_json(url: String, cookie: impl AsRef<str>) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(url)
+        .header("cookie", cookie.as_ref())
+        .send()
+        .await
+        .expect("GET request")
+        .json()
+        .await
+        .expect("JSON answer")
+}
