@@ -1,7 +1,7 @@
 //! `load-test` and `report`: YAML scenarios, metrics, thresholds and reports.
 //!
-//! The runner that drives sessions builds on `src/client/` and is not here yet; everything
-//! around it is. How a runner is meant to use these pieces:
+//! `setup` provisions the target, users and rooms before the clock starts; `runner` drives the
+//! phases; `vu` is one virtual user on a `src/client/` session. How they use the pieces:
 //!
 //! 1. [`scenario::load`] gives a validated [`scenario::Scenario`]; nothing it holds can fail to
 //!    render or to be evaluated later, so a run never stops on a scenario mistake halfway.
@@ -16,9 +16,11 @@
 //!    `recorder.delivered(content, now)` for every `serverMessage`.
 //!    Joining is idempotent on the server, and the server joins a socket to every chat its user
 //!    participates in when it connects (with dev rooms, the virtual user's own room). So a
-//!    session must keep the set of rooms it is in, call `rooms.join` on connect for those
-//!    automatic rooms and only for a room it is not in yet, and `rooms.leave` for each on
-//!    disconnect; otherwise `received` can exceed `expected`.
+//!    session keeps its stays in rooms, calls `rooms.join` on connect for the automatic room and
+//!    only for a room it is not in yet, and `rooms.leave` before it leaves or disconnects.
+//!    Sends, joins and leaves of a room take sequence numbers under the room's lock, and a
+//!    delivery counts only if the message's number falls inside one of the receiver's stays,
+//!    so expected and received agree exactly (see `vu.rs` for the leave barrier).
 //! 4. In the open model, pass the *scheduled* instant as the reference and record
 //!    [`metrics::Latency::ScheduleLag`] = actual start - scheduled start.
 //! 5. At the end: `metrics.snapshot()`, [`report::Generator::measure`], [`report::Report::build`]
