@@ -262,7 +262,10 @@ impl VirtualUser {
             metrics.session_failed(FailReason::Setup);
             return Err(Abort);
         }
-        match Session::connect(&options).await {
+        // Boxed: the connect future is about 9.5 KB (websocket handshake state). Awaited inline
+        // it would be part of this user's step future for the whole session, thinking included;
+        // boxed, it is freed once connected (issue 4's budget is 16 KB per held session).
+        match Box::pin(Session::connect(&options)).await {
             Ok(session) => {
                 let (handle, events, info) = session.into_parts();
                 self.recorder.record(Latency::EngineOpen, info.engine_open);
