@@ -4,6 +4,10 @@
 # Prints CPU-seconds (user+sys) and peak RSS from /usr/bin/time -v for every run.
 #
 #   (cd tests/node && npm ci) && cargo build --release && benches/ack-echo.sh [RUNS]
+#
+# ARTILLERY=path/to/node_modules/.bin/artillery adds Artillery 2.0.34 (its socketio engine,
+# benches/artillery/ack-echo.yml) to each round; install it apart from the repository with
+# `npm install --ignore-scripts artillery@2.0.34`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
@@ -28,4 +32,9 @@ for i in $(seq 1 "$RUNS"); do
   grep -E "generator:|^│ ack " "$OUT/load-test-$i.out" | sed 's/^/    /'
   measure "node-client-$i" node benches/node/ack-echo-client.js "http://127.0.0.1:$PORT" 2000 200
   sed 's/^/    /' "$OUT/node-client-$i.out"
+  if [ -n "${ARTILLERY:-}" ]; then
+    DO_NOT_TRACK=1 measure "artillery-$i" "$ARTILLERY" run \
+      --target "http://127.0.0.1:$PORT" benches/artillery/ack-echo.yml
+    grep -E "socketio.emit:|vusers.(completed|failed):|errors" "$OUT/artillery-$i.out" | tail -4 | sed "s/^/    /" || true
+  fi
 done

@@ -4,6 +4,7 @@
 #
 #   cargo build --release
 #   benches/serve-bench.sh hold                 # 15,000 held sessions: load-test RSS per session
+#   (HOLD_ARGS="--set ..." adds one load-test flag)
 #   benches/serve-bench.sh rate 2000 5000 8000  # session opens/s at each rate: lag, errors, CPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,9 @@ rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }    # KiB
 
 case $MODE in
 hold)
-  "$BIN" load-test "$PWD/benches/hold.yaml" -q -o "$DIR/hold.json" > "$DIR/hold.out" 2>&1 &
+  # HOLD_ARGS: extra load-test flags, e.g. the closed model:
+  #   HOLD_ARGS="--set phases.0={duration: 30s, vus: 15000}" benches/serve-bench.sh hold
+  "$BIN" load-test "$PWD/benches/hold.yaml" -q -o "$DIR/hold.json" ${HOLD_ARGS:+"$HOLD_ARGS"} > "$DIR/hold.out" 2>&1 &
   LT=$!
   # RSS per session = slope between the first sample (about 1 s in) and the plateau, in RSS
   # per open socket (fds): the fixed start-up memory is not charged to the sessions.
