@@ -19,6 +19,11 @@ fn scenario(name: &str) -> String {
 
 /// Run `load-test` quietly with `--output`; exit code, report, stdout, stderr.
 fn load_test(args: &[&str]) -> (i32, Value, String, String) {
+    load_test_in(Path::new("."), args)
+}
+
+/// The same, from the folder `cwd` (relative paths in `args` are relative to it).
+fn load_test_in(cwd: &Path, args: &[&str]) -> (i32, Value, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_scmarket-ws"))
@@ -28,6 +33,7 @@ fn load_test(args: &[&str]) -> (i32, Value, String, String) {
         .arg("--output")
         .arg(&report)
         .env_remove("RUST_LOG")
+        .current_dir(cwd)
         .output()
         .expect("the binary runs");
     let json = std::fs::read_to_string(&report)
@@ -296,7 +302,12 @@ thresholds:
 "#,
     )
     .unwrap();
-    let (code, report, _, stderr) = load_test(&[file.to_str().unwrap(), "--target", &url]);
+    // A relative scenario path: its sessions_file is found next to it, not next to the cwd.
+    let relative = Path::new(dir.path().file_name().unwrap()).join("lossy.yaml");
+    let (code, report, _, stderr) = load_test_in(
+        dir.path().parent().unwrap(),
+        &[relative.to_str().unwrap(), "--target", &url],
+    );
     let _ = node.kill();
     let _ = node.wait();
     // Three sessions each post once to a room of three: nine deliveries expected, and the

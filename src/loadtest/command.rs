@@ -28,7 +28,7 @@ pub async fn load_test(args: LoadTestArgs, show_progress: bool) -> anyhow::Resul
     if let Some(path) = &args.output {
         check_writable(path)?;
     }
-    let outcome = runner::run(&scenario, &args.scenario, show_progress).await?;
+    let outcome = runner::run(&scenario, show_progress).await?;
     print!("{}", report::render_text(&outcome.report));
     if let Some(path) = &args.output {
         outcome

@@ -1,7 +1,6 @@
 //! Drives a validated scenario: phases one after another, virtual users by the open or the
 //! closed model, then the report.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,11 +63,7 @@ pub struct Outcome {
     pub interrupted: usize,
 }
 
-pub async fn run(
-    scenario: &Scenario,
-    scenario_file: &Path,
-    show_progress: bool,
-) -> anyhow::Result<Outcome> {
+pub async fn run(scenario: &Scenario, show_progress: bool) -> anyhow::Result<Outcome> {
     let Prepared {
         options,
         cookies,
@@ -76,7 +71,7 @@ pub async fn run(
         auto_joined,
         embedded,
         total_vus,
-    } = setup::prepare(scenario, scenario_file).await?;
+    } = setup::prepare(scenario).await?;
     tracing::info!(
         target = %options.display_target(),
         virtual_users = total_vus,

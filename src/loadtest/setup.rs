@@ -144,7 +144,7 @@ async fn start_embedded(
     crate::server::start(args).await
 }
 
-pub async fn prepare(scenario: &Scenario, scenario_file: &Path) -> anyhow::Result<Prepared> {
+pub async fn prepare(scenario: &Scenario) -> anyhow::Result<Prepared> {
     let (embedded, url) = match &scenario.target {
         Target::Embedded => {
             let embedded =
@@ -192,7 +192,7 @@ pub async fn prepare(scenario: &Scenario, scenario_file: &Path) -> anyhow::Resul
     };
 
     let cookies: Vec<String> = match (&scenario.setup.users, usernames) {
-        (Users::SessionsFile(file), _) => read_sessions_file(scenario_file, file)?,
+        (Users::SessionsFile(file), _) => read_sessions_file(file)?,
         (Users::Template(_), Some(names)) => dev_logins(&options, &names).await?,
         (Users::Template(_), None) => unreachable!("templates always render usernames"),
     };
@@ -294,16 +294,10 @@ async fn dev_logins(options: &ConnectOptions, usernames: &[String]) -> anyhow::R
 }
 
 /// One session per line: a `Cookie` header (`NAME=VALUE; ...`) or a bare JWT, which is sent as
-/// the `scmarket.access` cookie. Blank lines and `#` comments are skipped.
-fn read_sessions_file(scenario_file: &Path, file: &Path) -> anyhow::Result<Vec<String>> {
-    let path = if file.is_absolute() {
-        file.to_path_buf()
-    } else {
-        scenario_file
-            .parent()
-            .unwrap_or_else(|| Path::new("."))
-            .join(file)
-    };
+/// the `scmarket.access` cookie. Blank lines and `#` comments are skipped. `file` is already
+/// resolved against the scenario's folder by `scenario::load`.
+fn read_sessions_file(file: &Path) -> anyhow::Result<Vec<String>> {
+    let path = file.to_path_buf();
     let text = std::fs::read_to_string(&path).map_err(|e| {
         CommandError::usage(format!("cannot read sessions_file {}: {e}", path.display()))
     })?;
@@ -383,13 +377,12 @@ mod tests {
             "# comment\nscmarket.sid=s%3Aabc.def\n\neyJhbGciOi.x.y\n",
         )
         .unwrap();
-        let cookies =
-            read_sessions_file(&dir.path().join("scenario.yaml"), Path::new("s.txt")).unwrap();
+        let cookies = read_sessions_file(&file).unwrap();
         assert_eq!(
             cookies,
             ["scmarket.sid=s%3Aabc.def", "scmarket.access=eyJhbGciOi.x.y"]
         );
         std::fs::write(&file, "# nothing\n").unwrap();
-        assert!(read_sessions_file(&dir.path().join("x.yaml"), Path::new("s.txt")).is_err());
+        assert!(read_sessions_file(&file).is_err());
     }
 }

@@ -272,7 +272,11 @@ impl VirtualUser {
         let deadline = Instant::now() + timeout;
         let mut backoff = RECONNECT_BACKOFF_START;
         let result = loop {
-            let attempt = Session::connect(&options).await;
+            // Boxed: the connect future is about 9.5 KB (websocket handshake state). Awaited
+            // inline it would be part of this user's step future for the whole session,
+            // thinking included; boxed, it is freed once connected (issue 4's budget is 16 KB
+            // per held session).
+            let attempt = Box::pin(Session::connect(&options)).await;
             match attempt {
                 Err(e) if reconnect && Instant::now() + backoff < deadline => {
                     tracing::debug!(vu = self.vu, error = %e, "reconnect attempt failed; retrying");
