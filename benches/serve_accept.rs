@@ -153,6 +153,14 @@ fn drive(base: String, pid: u32, sessions: usize, concurrency: usize, users: usi
         }
         let elapsed = started.elapsed();
         tokio::time::sleep(Duration::from_millis(200)).await;
+        if !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() {
+            eprintln!(
+                "serve_accept: the server process {pid} is gone, so no CPU or memory figure: \
+                 each session is a file descriptor on both sides, keep --sessions well below \
+                 `ulimit -n` ({sessions} asked)"
+            );
+            std::process::exit(1);
+        }
         let cpu = cpu_seconds(pid) - cpu_before;
         let rss = rss_kib(pid).saturating_sub(rss_before);
         latencies.sort();
