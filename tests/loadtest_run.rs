@@ -237,6 +237,21 @@ fn only_loopback_targets_are_allowed() {
     assert!(stderr.contains("loopback"), "{stderr}");
 }
 
+#[test]
+fn an_unreachable_target_fails_with_a_hint_and_no_report() {
+    // Port 9 (discard) on loopback: nothing listens there.
+    let (code, report, _, stderr) =
+        load_test(&[&scenario("smoke.yaml"), "--target", "http://127.0.0.1:9"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("nothing answers there"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        report,
+        Value::Null,
+        "no report from a run that never started"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_against_a_running_serve() {
     let server = common::start_dev_server(&["--handshake-rate", "0", "--event-rate", "0"]).await;

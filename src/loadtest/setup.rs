@@ -252,7 +252,16 @@ async fn create_dev_rooms(
             })
             .send()
             .await
-            .map_err(|e| setup_error(format!("creating load-test room {room} at {url}: {e}")))?;
+            .map_err(|e| {
+                setup_error(format!(
+                    "creating load-test room {room} at {url}: {e}{}",
+                    if e.is_connect() {
+                        " (nothing answers there: start `scmarket-ws serve --dev`, or use target: embedded)"
+                    } else {
+                        ""
+                    }
+                ))
+            })?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(setup_error(format!(
