@@ -356,6 +356,11 @@ pub struct LoadTestArgs {
     /// without connecting anywhere.
     #[arg(long)]
     pub check: bool,
+    /// Runtime worker threads for the generator (default: one per core). One thread costs about
+    /// a fifth less CPU when the generator is lightly loaded (docs/BENCHMARKS.md); keep the
+    /// default for connect storms and for `target: embedded`, which shares them with the server.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
 }
 
 #[derive(Debug, Clone, Args)]

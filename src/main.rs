@@ -23,10 +23,13 @@ fn main() -> ProcessExit {
     // Read while the process has one thread: the local offset cannot be read safely later.
     scmarket_ws::commands::init_local_offset();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::LoadTest(args) = &cli.command
+        && let Some(threads) = args.threads
     {
+        builder.worker_threads(usize::from(threads));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

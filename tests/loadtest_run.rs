@@ -238,6 +238,20 @@ fn only_loopback_targets_are_allowed() {
 }
 
 #[test]
+fn one_worker_thread_runs_and_zero_is_a_usage_error() {
+    let (code, report, _, stderr) = load_test(&[
+        &scenario("smoke.yaml"),
+        "--threads",
+        "1",
+        "--set",
+        "phases.0.duration=1s",
+    ]);
+    assert_clean("smoke on one thread", code, &report, &stderr);
+    let (code, _, _, stderr) = load_test(&[&scenario("smoke.yaml"), "--threads", "0"]);
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
 fn an_unreachable_target_fails_with_a_hint_and_no_report() {
     // Port 9 (discard) on loopback: nothing listens there.
     let (code, report, _, stderr) =
