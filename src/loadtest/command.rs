@@ -28,16 +28,15 @@ pub async fn load_test(args: LoadTestArgs, show_progress: bool) -> anyhow::Resul
     if let Some(path) = &args.output {
         check_writable(path)?;
     }
-    let outcome = runner::run(&scenario, show_progress).await?;
-    print!("{}", report::render_text(&outcome.report));
+    let report = runner::run(&scenario, show_progress).await?;
+    print!("{}", report::render_text(&report));
     if let Some(path) = &args.output {
-        outcome
-            .report
+        report
             .save(path)
             .with_context(|| format!("writing the report to {}", path.display()))?;
         tracing::info!(report = %path.display(), "report written");
     }
-    Ok(if outcome.report.all_thresholds_pass() {
+    Ok(if report.all_thresholds_pass() {
         ExitCode::Ok
     } else {
         ExitCode::Failure

@@ -366,10 +366,6 @@ impl RoomTable {
         Some(self.clock.fetch_add(1, Relaxed))
     }
 
-    pub fn members(&self, room: &str) -> u64 {
-        self.slot(room).map_or(0, |m| *m)
-    }
-
     /// A message to `room` is being sent: the receivers to expect and its sequence number,
     /// ordered against joins and leaves of the room.
     fn send(&self, room: &str) -> (u64, u64) {

@@ -56,14 +56,7 @@ enum EmbeddedServer {
     Restarting(tokio::task::JoinHandle<setup::Embedded>),
 }
 
-/// What a finished run produced.
-pub struct Outcome {
-    pub report: Report,
-    /// Virtual users stopped at the end of the grace period (or by Ctrl-C).
-    pub interrupted: usize,
-}
-
-pub async fn run(scenario: &Scenario, show_progress: bool) -> anyhow::Result<Outcome> {
+pub async fn run(scenario: &Scenario, show_progress: bool) -> anyhow::Result<Report> {
     let Prepared {
         options,
         cookies,
@@ -275,10 +268,7 @@ pub async fn run(scenario: &Scenario, show_progress: bool) -> anyhow::Result<Out
         },
         &scenario.thresholds,
     );
-    Ok(Outcome {
-        report,
-        interrupted: stopped,
-    })
+    Ok(report)
 }
 
 #[cfg(test)]

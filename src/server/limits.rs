@@ -81,8 +81,7 @@ impl Limits {
             || self.connections.get(&user).map_or(0, |c| *c) < self.max_connections_per_user
     }
 
-    /// Count a socket in; answers the user's open sockets including this one, and whether
-    /// this is the user's first.
+    /// Count a socket in; answers the user's open sockets including this one.
     pub fn connected(&self, user: Uuid) -> u32 {
         let mut count = self.connections.entry(user).or_insert(0);
         *count += 1;
