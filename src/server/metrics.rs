@@ -154,7 +154,9 @@ impl Metrics {
                 .labelled_rooms
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if rooms.contains(room) || rooms.len() < self.room_label_cap {
+            if rooms.contains(room) {
+                room.to_string()
+            } else if rooms.len() < self.room_label_cap {
                 rooms.insert(room.to_string());
                 room.to_string()
             } else {
