@@ -503,14 +503,7 @@ async fn connect_websocket(
     })
     .await?;
     let engine_open = started.elapsed();
-    ws_send(&mut ws, packet::connect(options.auth.as_ref())).await?;
-    let (namespace_sid, early) = within(
-        deadline,
-        "the namespace CONNECT answer",
-        started,
-        ws_namespace_connect(&mut ws),
-    )
-    .await?;
+    let (namespace_sid, early) = connect_namespace(&mut ws, options, started, deadline).await?;
     let info = ConnectInfo {
         handshake: open,
         namespace_sid,
@@ -520,6 +513,24 @@ async fn connect_websocket(
         namespace_connect: started.elapsed(),
     };
     Ok((Link::Websocket(ws), info, early))
+}
+
+/// Send the namespace CONNECT over an open websocket and wait for the answer; both transports
+/// that end on a websocket finish this way.
+async fn connect_namespace(
+    ws: &mut Ws,
+    options: &ConnectOptions,
+    started: Instant,
+    deadline: Instant,
+) -> Result<(Option<String>, Early), ClientError> {
+    ws_send(ws, packet::connect(options.auth.as_ref())).await?;
+    within(
+        deadline,
+        "the namespace CONNECT answer",
+        started,
+        ws_namespace_connect(ws),
+    )
+    .await
 }
 
 fn http_client() -> &'static reqwest::Client {
@@ -732,14 +743,7 @@ async fn connect_upgrade(
     ws_send(&mut ws, "5".into()).await?;
     let upgraded = started.elapsed();
     drop(polling);
-    ws_send(&mut ws, packet::connect(options.auth.as_ref())).await?;
-    let (namespace_sid, early) = within(
-        deadline,
-        "the namespace CONNECT answer",
-        started,
-        ws_namespace_connect(&mut ws),
-    )
-    .await?;
+    let (namespace_sid, early) = connect_namespace(&mut ws, options, started, deadline).await?;
     let info = ConnectInfo {
         handshake,
         namespace_sid,
