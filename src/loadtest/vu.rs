@@ -233,6 +233,11 @@ impl VirtualUser {
         }
     }
 
+    /// This user's `Cookie` header text (users share the sessions file's lines round-robin).
+    fn cookie(&self) -> &str {
+        &self.shared.cookies[(self.vu % self.shared.cookies.len() as u64) as usize]
+    }
+
     fn render(
         &mut self,
         template: &super::template::Template,
@@ -261,7 +266,7 @@ impl VirtualUser {
         }
         let mut options = self.shared.options.clone();
         options.timeout = timeout;
-        let cookie = &self.shared.cookies[(self.vu % self.shared.cookies.len() as u64) as usize];
+        let cookie = self.cookie();
         if let Err(e) = options.add_cookies(cookie) {
             tracing::warn!(vu = self.vu, error = %e, "unusable session cookie");
             metrics.session_failed(FailReason::Setup);
@@ -664,12 +669,12 @@ impl VirtualUser {
             self.shared.options.http_base(),
             room
         );
-        let cookie = &self.shared.cookies[(self.vu % self.shared.cookies.len() as u64) as usize];
+        let cookie = self.cookie();
         let result = self
             .shared
             .http
             .post(url)
-            .header(http::header::COOKIE, cookie.as_str())
+            .header(http::header::COOKIE, cookie)
             .json(&json!({ "content": self.buf }))
             .send()
             .await;
