@@ -324,6 +324,26 @@ async fn join_reports_each_room_with_the_reason() {
 }
 
 /// Start `listen` in the background and wait until it is connected (its first stderr line).
+/// Stop `server`, start a fresh one (new in-memory store) on the same address, and wait up to
+/// 15 s for a client to come back to it (its rejoin shows on the server as a socket).
+async fn restart_and_wait_for_a_socket(
+    server: scmarket_ws::server::RunningServer,
+    addr: std::net::SocketAddr,
+) -> scmarket_ws::server::RunningServer {
+    server.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut args = common::serve_args(&[]);
+    args.listen = addr;
+    let server = scmarket_ws::server::start(args)
+        .await
+        .expect("a second server starts on the same port");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while server.socket_count() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+}
+
 async fn spawn_listen(args: &[&str]) -> (tokio::process::Child, tokio::task::JoinHandle<String>) {
     let mut child = bin()
         .arg("listen")
@@ -498,18 +518,7 @@ async fn listen_reconnects_after_a_restart_and_rejoins_its_rooms() {
         "400ms",
     ])
     .await;
-    server.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut args = common::serve_args(&[]);
-    args.listen = addr;
-    let server = scmarket_ws::server::start(args)
-        .await
-        .expect("a second server starts on the same port");
-    // Wait until listen is back (its rejoin shows on the server as a socket).
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while server.socket_count() == 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let server = restart_and_wait_for_a_socket(server, addr).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let alice = common::session_cookie(&url, "alice").await;
     let (status, _) = common::post_message(&url, &alice, ORDER_CHAT, "after restart").await;
@@ -645,17 +654,7 @@ async fn listen_with_login_logs_in_again_when_a_restart_voids_its_cookies() {
         "300ms",
     ])
     .await;
-    server.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut args = common::serve_args(&[]);
-    args.listen = addr;
-    let server = scmarket_ws::server::start(args)
-        .await
-        .expect("a second server starts on the same port");
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while server.socket_count() == 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let server = restart_and_wait_for_a_socket(server, addr).await;
     assert_eq!(server.socket_count(), 1, "listen did not come back");
     let pid = child.id().expect("listen is running").to_string();
     std::process::Command::new("kill")
