@@ -40,7 +40,8 @@ pub enum Command {
     /// Run the reference realtime server (production wire contract, embedded SQLite store).
     Serve(ServeArgs),
     /// Print a valid session cookie for a user of a serve database, for scripts.
-    Session(SessionArgs),
+    #[command(visible_alias = "session")]
+    SessionCookie(SessionArgs),
     /// Open one session and report the engine handshake and its timings.
     Connect(ConnectArgs),
     /// Join (or leave) chat rooms and report what the server answered.
@@ -56,11 +57,7 @@ pub enum Command {
     Report(ReportArgs),
 }
 
-/// Parse `250ms`, `10s`, `5m`, `1h` (and combinations such as `1m30s`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{e}: write a duration such as 250ms, 10s or 5m"))
-}
+use crate::duration::parse as parse_duration;
 
 /// Where the store lives and which secrets sign its cookies: shared by `serve` and `session`.
 #[derive(Debug, Clone, Args)]
@@ -329,6 +326,15 @@ pub struct SpecCheckArgs {
 pub enum SpecFormat {
     Json,
     Yaml,
+}
+
+impl From<SpecFormat> for crate::apidoc::document::Format {
+    fn from(format: SpecFormat) -> Self {
+        match format {
+            SpecFormat::Json => Self::Json,
+            SpecFormat::Yaml => Self::Yaml,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -3,12 +3,13 @@
 //! The binary (`src/main.rs`) parses the command line and runs one command; everything it runs
 //! lives in this library so integration tests can start the same server and clients in-process.
 
+pub mod apidoc;
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod duration;
 pub mod exit;
 pub mod loadtest;
 pub mod protocol;
 pub mod server;
-pub mod spec;
 pub mod store;

@@ -4,6 +4,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use scmarket_ws::cli::{Cli, Command};
+use scmarket_ws::commands;
 use scmarket_ws::exit::{self, ExitCode};
 
 fn main() -> ProcessExit {
@@ -21,7 +22,7 @@ fn main() -> ProcessExit {
     };
     init_logging(cli.verbose, cli.quiet);
     // Read while the process has one thread: the local offset cannot be read safely later.
-    scmarket_ws::commands::init_local_offset();
+    commands::init_local_offset();
 
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Command::LoadTest(args) = &cli.command
@@ -47,16 +48,16 @@ fn main() -> ProcessExit {
 
 async fn run(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(args) => scmarket_ws::server::run(args).await.map(|_| ExitCode::Ok),
-        Command::Session(args) => scmarket_ws::server::session::run(args)
+        Command::Serve(args) => commands::serve::run(args).await.map(|_| ExitCode::Ok),
+        Command::SessionCookie(args) => commands::session_cookie::run(args)
             .await
             .map(|_| ExitCode::Ok),
-        Command::Connect(args) => scmarket_ws::commands::connect::run(args).await,
-        Command::Join(args) => scmarket_ws::commands::join::run(args).await,
-        Command::Listen(args) => scmarket_ws::commands::listen::run(args).await,
-        Command::Spec(args) => scmarket_ws::spec::run(args),
-        Command::LoadTest(args) => scmarket_ws::loadtest::command::load_test(args, !quiet).await,
-        Command::Report(args) => scmarket_ws::loadtest::command::report(args),
+        Command::Connect(args) => commands::connect::run(args).await,
+        Command::Join(args) => commands::join::run(args).await,
+        Command::Listen(args) => commands::listen::run(args).await,
+        Command::Spec(args) => commands::spec::run(args),
+        Command::LoadTest(args) => commands::load_test::run(args, !quiet).await,
+        Command::Report(args) => commands::report::run(args),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `serve` and `session` as a user runs them: the real binary, its exit codes and messages.
+//! `serve` and `session-cookie` as a user runs them: the real binary, its exit codes and messages.
 
 mod common;
 
@@ -147,7 +147,7 @@ fn session_cookie_from_the_command_works_on_serve_and_sigterm_stops_it() {
     let secret = ["--session-secret", "a-test-secret"];
 
     let (code, cookie, err) = run(&[
-        &["session", "--user", "erin", "--database", db][..],
+        &["session-cookie", "--user", "erin", "--database", db][..],
         &secret[..],
     ]
     .concat());
@@ -156,7 +156,7 @@ fn session_cookie_from_the_command_works_on_serve_and_sigterm_stops_it() {
     assert!(cookie.starts_with("scmarket.sid=s%3A"), "{cookie}");
     let (code, jwt, _) = run(&[
         &[
-            "session",
+            "session-cookie",
             "--user",
             "erin",
             "--kind",
@@ -171,14 +171,14 @@ fn session_cookie_from_the_command_works_on_serve_and_sigterm_stops_it() {
     let jwt = jwt.trim().to_string();
     assert!(jwt.starts_with("scmarket.access=ey"), "{jwt}");
     let (code, _, err) = run(&[
-        &["session", "--user", "nobody", "--database", db][..],
+        &["session-cookie", "--user", "nobody", "--database", db][..],
         &secret[..],
     ]
     .concat());
     assert_eq!(code, 2);
     assert!(err.contains("nobody"), "{err}");
     let (code, _, err) = run(&[
-        &["session", "--user", "dave", "--database", db][..],
+        &["session-cookie", "--user", "dave", "--database", db][..],
         &secret[..],
     ]
     .concat());
@@ -278,12 +278,13 @@ fn a_database_file_shared_with_other_processes_is_read_fresh() {
 
     // Written by other processes while serve runs.
     let (code, erin, err) = run(&[
-        &["session", "--user", "erin", "--database", db][..],
+        &["session-cookie", "--user", "erin", "--database", db][..],
         &secret[..],
     ]
     .concat());
     assert_eq!(code, 0, "{err}");
     let (code, newcomer, err) = run(&[
+        // `session` is the alias kept for scripts written before the rename.
         &["session", "--dev", "--user", "newcomer", "--database", db][..],
         &secret[..],
     ]

@@ -4,7 +4,8 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::json;
 
-use super::{Style, client_failure, emit_line, local_clock, millis, options, rfc3339};
+use super::client_setup::{client_failure, options};
+use super::output::{Style, emit_line, local_clock, millis, rfc3339};
 use crate::cli::ConnectArgs;
 use crate::client::{ConnectInfo, DisconnectReason, Session, SessionEvent};
 use crate::exit::{CommandError, ExitCode};
@@ -38,7 +39,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
                         let _ = session.ack(id, Vec::new());
                     }
                     let args = serde_json::Value::from(e.args);
-                    let text = super::cut(&args.to_string(), 100);
+                    let text = super::output::cut(&args.to_string(), 100);
                     print_line(json, &style, e.received_at, "event", json!({"event": e.name, "args": args}), &format!("{} {text}", e.name));
                 }
                 Some(SessionEvent::Disconnected(reason)) => break Some(reason),

@@ -2,7 +2,8 @@
 
 use serde_json::json;
 
-use super::{RoomOutcome, Style, client_failure, options, parse_chat_ids, room_requests};
+use super::client_setup::{RoomOutcome, client_failure, options, parse_chat_ids, room_requests};
+use super::output::Style;
 use crate::cli::JoinArgs;
 use crate::client::Session;
 use crate::exit::{CommandError, ExitCode};

@@ -4,10 +4,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{
-    RoomOutcome, Style, client_failure, cut, emit_line, local_clock, options, parse_chat_ids,
-    rfc3339, room_requests,
-};
+use super::client_setup::{RoomOutcome, client_failure, options, parse_chat_ids, room_requests};
+use super::output::{Style, cut, emit_line, local_clock, rfc3339};
 use crate::cli::ListenArgs;
 use crate::client::backoff::Backoff;
 use crate::client::{ClientError, ConnectOptions, ErrorClass, Event, Session, SessionEvent};
@@ -174,7 +172,7 @@ async fn reconnect(
                     if e.class() == ErrorClass::Refused
                         && let Some(user) = &args.client.login
                     {
-                        match super::options(&args.client).await {
+                        match super::client_setup::options(&args.client).await {
                             Ok(fresh) => {
                                 eprintln!("logged in again as {user}");
                                 *options = fresh;

@@ -26,7 +26,6 @@
 //! 5. At the end: `metrics.snapshot()`, [`report::Generator::measure`], [`report::Report::build`]
 //!    with the scenario's thresholds; exit 1 unless [`report::Report::all_thresholds_pass`].
 
-pub mod command;
 pub mod metrics;
 pub mod progress;
 pub mod report;

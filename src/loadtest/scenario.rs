@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::parse_duration;
+use crate::duration::parse as parse_duration;
 use crate::protocol::{self, ChatId};
 
 use super::template::{Template, Var, Vars};

@@ -343,7 +343,7 @@ pub async fn dev_ban(State(state): State<HttpState>, body: Bytes) -> ApiResult<R
 pub async fn openapi() -> Response {
     static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let body = DOCUMENT.get_or_init(|| {
-        serde_json::to_string_pretty(&crate::spec::server_document())
+        serde_json::to_string_pretty(&crate::apidoc::server_document())
             .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the document: {e}\"}}"))
     });
     ([(header::CONTENT_TYPE, "application/json")], body.as_str()).into_response()
@@ -351,7 +351,7 @@ pub async fn openapi() -> Response {
 
 /// `GET /docs`: a documentation page that works without internet access.
 pub async fn docs() -> axum::response::Html<&'static str> {
-    axum::response::Html(crate::spec::docs_page())
+    axum::response::Html(crate::apidoc::docs_page())
 }
 
 pub async fn healthz() -> &'static str {

@@ -1,63 +1,10 @@
-//! The `load-test` and `report` commands: glue from arguments to the modules, and exit codes.
+//! `report show | merge | compare`: saved load-test reports as tables, merged, or compared.
 
 use anyhow::Context as _;
 
-use crate::cli::{LoadTestArgs, ReportArgs, ReportCommand};
+use crate::cli::{ReportArgs, ReportCommand};
 use crate::exit::{CommandError, ExitCode};
-
-use super::report::{self, Report, ReportError};
-use super::runner;
-use super::scenario::{self, LoadError, Overrides};
-
-/// `load-test`: validate the scenario; with `--check`, print the plan; otherwise run it, print
-/// the report, write it with `--output`, and exit 1 when a threshold fails.
-pub async fn load_test(args: LoadTestArgs, show_progress: bool) -> anyhow::Result<ExitCode> {
-    let overrides = Overrides {
-        sets: args.set.clone(),
-        target: args.target.clone(),
-    };
-    let scenario = scenario::load(&args.scenario, &overrides).map_err(|e| match e {
-        LoadError::Read { .. } => CommandError::usage(e.to_string()),
-        LoadError::Invalid(d) => CommandError::usage(format!("invalid scenario\n{d}")),
-    })?;
-    if args.check {
-        print!("{}", scenario.plan());
-        return Ok(ExitCode::Ok);
-    }
-    // Fail on an unwritable report path now, not after a ten-minute run.
-    if let Some(path) = &args.output {
-        check_writable(path)?;
-    }
-    let report = runner::run(&scenario, show_progress).await?;
-    print!("{}", report::render_text(&report));
-    if let Some(path) = &args.output {
-        report
-            .save(path)
-            .with_context(|| format!("writing the report to {}", path.display()))?;
-        tracing::info!(report = %path.display(), "report written");
-    }
-    Ok(if report.all_thresholds_pass() {
-        ExitCode::Ok
-    } else {
-        ExitCode::Failure
-    })
-}
-
-fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    if !dir.is_dir() {
-        return Err(CommandError::usage(format!(
-            "--output {}: folder {} does not exist",
-            path.display(),
-            dir.display()
-        ))
-        .into());
-    }
-    Ok(())
-}
+use crate::loadtest::report::{self, Report, ReportError};
 
 fn bad_report(e: ReportError) -> anyhow::Error {
     match e {
@@ -67,7 +14,7 @@ fn bad_report(e: ReportError) -> anyhow::Error {
 }
 
 /// `report show | merge | compare`.
-pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ReportCommand::Show { file, json } => {
             let r = Report::load(&file).map_err(bad_report)?;

@@ -1,24 +1,12 @@
-//! `spec`: the websocket part of the OpenAPI document, generated from `protocol.rs`, merged into a
-//! REST document, checked for drift, and restated as AsyncAPI; plus the reference server's own
-//! document and documentation page.
-
-pub mod asyncapi;
-pub mod check;
-pub mod document;
-pub mod merge;
-pub mod server_doc;
-pub mod upgrade;
-pub mod validate;
-pub mod websocket;
+//! `spec websocket | merge | check | asyncapi`: generate, merge and check the API documents.
 
 use std::path::Path;
 
 use serde_json::Value;
 
+use crate::apidoc::{asyncapi, check, document, merge, upgrade, validate, websocket};
 use crate::cli::{OnConflict, SpecArgs, SpecCommand, SpecMergeArgs, SpecOutputArgs};
 use crate::exit::{CommandError, ExitCode};
-
-pub use server_doc::{docs_page, server_document};
 
 pub fn run(args: SpecArgs) -> anyhow::Result<ExitCode> {
     match args.command {
@@ -35,7 +23,7 @@ fn usage(e: impl std::fmt::Display) -> anyhow::Error {
 
 fn emit(doc: &Value, out: &SpecOutputArgs) -> anyhow::Result<ExitCode> {
     let path = out.output.as_deref();
-    let text = document::render(doc, document::pick_format(out.format, path))?;
+    let text = document::render(doc, document::pick_format(out.format.map(Into::into), path))?;
     document::write_text(&text, path).map_err(usage)?;
     Ok(ExitCode::Ok)
 }

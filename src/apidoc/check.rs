@@ -114,7 +114,7 @@ fn short(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::websocket;
+    use crate::apidoc::websocket;
     use serde_json::json;
 
     #[test]

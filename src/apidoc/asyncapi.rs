@@ -217,6 +217,6 @@ mod tests {
     #[test]
     fn every_ref_resolves() {
         let doc = document();
-        assert_eq!(crate::spec::validate::unresolved_refs(&doc), []);
+        assert_eq!(crate::apidoc::validate::unresolved_refs(&doc), []);
     }
 }

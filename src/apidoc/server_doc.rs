@@ -325,7 +325,7 @@ mod tests {
     #[test]
     fn every_ref_resolves() {
         let doc = server_document();
-        assert_eq!(crate::spec::validate::unresolved_refs(&doc), []);
+        assert_eq!(crate::apidoc::validate::unresolved_refs(&doc), []);
         assert!(doc.pointer("/components/schemas/ChatMessage").is_none());
         assert!(
             doc.pointer("/components/schemas/WebSocketMessage")

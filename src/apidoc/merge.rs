@@ -98,7 +98,7 @@ pub fn escape_pointer(segment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::websocket;
+    use crate::apidoc::websocket;
     use serde_json::json;
 
     #[test]

@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::cli::SpecFormat;
-
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
     #[error("cannot read {}: {source}", path.display())]
@@ -212,8 +210,15 @@ pub fn kind_of(value: &Value) -> &'static str {
     }
 }
 
+/// How a document is written out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Yaml,
+}
+
 /// The format to write: the flag, else the output file's extension, else JSON.
-pub fn pick_format(flag: Option<SpecFormat>, output: Option<&Path>) -> SpecFormat {
+pub fn pick_format(flag: Option<Format>, output: Option<&Path>) -> Format {
     if let Some(f) = flag {
         return f;
     }
@@ -221,16 +226,12 @@ pub fn pick_format(flag: Option<SpecFormat>, output: Option<&Path>) -> SpecForma
         .and_then(|p| p.extension())
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
-    if yaml_ext {
-        SpecFormat::Yaml
-    } else {
-        SpecFormat::Json
-    }
+    if yaml_ext { Format::Yaml } else { Format::Json }
 }
 
-pub fn render(value: &Value, format: SpecFormat) -> Result<String, DocumentError> {
+pub fn render(value: &Value, format: Format) -> Result<String, DocumentError> {
     match format {
-        SpecFormat::Json => serde_json::to_string_pretty(value)
+        Format::Json => serde_json::to_string_pretty(value)
             .map(|mut s| {
                 s.push('\n');
                 s
@@ -239,7 +240,7 @@ pub fn render(value: &Value, format: SpecFormat) -> Result<String, DocumentError
                 format: "JSON",
                 message: e.to_string(),
             }),
-        SpecFormat::Yaml => serde_saphyr::to_string(value).map_err(|e| DocumentError::Serialise {
+        Format::Yaml => serde_saphyr::to_string(value).map_err(|e| DocumentError::Serialise {
             format: "YAML",
             message: e.to_string(),
         }),

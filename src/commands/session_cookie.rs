@@ -1,11 +1,11 @@
-//! `session`: print a valid cookie for a user of a serve database, for scripts.
+//! `session-cookie`: print a valid cookie for a user of a serve database, for scripts.
 
 use crate::cli::{CookieKind, SessionArgs};
 use crate::exit::CommandError;
 use crate::protocol::{ACCESS_COOKIE, SESSION_COOKIE};
 use crate::store::Store;
 
-use super::{auth, open_store, resolve_secrets};
+use crate::server::{auth, open_store, resolve_secrets};
 
 pub async fn run(args: SessionArgs) -> anyhow::Result<()> {
     let secrets = resolve_secrets(&args.store)?;

@@ -737,7 +737,7 @@ fn merged_fixture_raised_to_3_1_is_valid_openapi() {
 fn server_document_is_valid_openapi() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("server.json");
-    let doc = scmarket_ws::spec::server_document();
+    let doc = scmarket_ws::apidoc::server_document();
     std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
     let result = validate(&out);
     assert!(
@@ -790,11 +790,11 @@ fn spec_websocket_is_valid_openapi() {
 /// throwing. (No browser on CI machines; this catches the script's own errors.)
 #[test]
 fn docs_page_renders_the_server_document() {
-    let page = scmarket_ws::spec::docs_page();
+    let page = scmarket_ws::apidoc::docs_page();
     let start = page.find("<script>").expect("inline script") + "<script>".len();
     let end = page.rfind("</script>").expect("script end");
     let script = &page[start..end];
-    let doc = serde_json::to_string(&scmarket_ws::spec::server_document()).unwrap();
+    let doc = serde_json::to_string(&scmarket_ws::apidoc::server_document()).unwrap();
     let harness = format!(
         r#"
 class Node {{

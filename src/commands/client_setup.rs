@@ -1,0 +1,145 @@
+//! What `connect`, `join` and `listen` share: connect options from the common flags, chat ids,
+//! room requests, and client failures as exit codes.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cli::ClientArgs;
+use crate::client::{ClientError, ConnectOptions, ErrorClass, dev_login, mask};
+use crate::exit::{CommandError, ExitCode};
+use crate::protocol::{self, ChatId, RoomAck};
+
+/// Turn a client failure into the command's error: what happened, what to try, which exit code.
+pub(crate) fn client_failure(error: ClientError, doing: &str) -> anyhow::Error {
+    let code = match error.class() {
+        ErrorClass::Usage => ExitCode::Usage,
+        ErrorClass::Refused => ExitCode::Refused,
+        ErrorClass::Unreachable => ExitCode::Unreachable,
+        ErrorClass::Timeout => ExitCode::TimedOut,
+        ErrorClass::Other => ExitCode::Failure,
+    };
+    let mut message = format!("{doing}: {error}");
+    if let Some(hint) = error.hint() {
+        message.push_str("\n  try: ");
+        message.push_str(hint);
+    }
+    CommandError::new(code, message).into()
+}
+
+/// Build the connect options from the shared flags, logging in first with `--login`.
+pub(crate) async fn options(args: &ClientArgs) -> anyhow::Result<ConnectOptions> {
+    let usage = |e: ClientError| -> anyhow::Error { CommandError::usage(e.to_string()).into() };
+    let mut options = ConnectOptions::new(&args.url, args.path.as_deref()).map_err(usage)?;
+    options.transport = args.transport;
+    options.timeout = args.timeout;
+    for cookie in &args.cookies {
+        options.add_cookies(cookie).map_err(usage)?;
+    }
+    if let Some(jwt) = &args.jwt {
+        options
+            .add_cookies(&format!("{}={}", protocol::ACCESS_COOKIE, jwt.trim()))
+            .map_err(usage)?;
+    }
+    for header in &args.headers {
+        options.add_header(header).map_err(usage)?;
+    }
+    if let Some(origin) = &args.origin {
+        options.set_origin(origin).map_err(usage)?;
+    }
+    if let Some(auth) = &args.auth {
+        let value: Value = serde_json::from_str(auth).map_err(|e| {
+            CommandError::usage(format!(
+                "--auth is not JSON ({e}): write e.g. --auth '{{\"token\":\"...\"}}'"
+            ))
+        })?;
+        options.auth = Some(value);
+    }
+    if let Some(user) = &args.login {
+        let login = dev_login(&options, user)
+            .await
+            .map_err(|e| client_failure(e, &format!("dev login as {user:?}")))?;
+        tracing::debug!(
+            user = %login.username,
+            session_cookie = %mask(&login.session_cookie),
+            access_cookie = %mask(&login.access_cookie),
+            "dev login"
+        );
+        options.add_cookies(&login.session_cookie).map_err(usage)?;
+        options.add_cookies(&login.access_cookie).map_err(usage)?;
+    }
+    let cookies: Vec<&str> = options.cookie_names().collect();
+    tracing::debug!(target = %options.display_target(), transport = %options.transport, ?cookies, "connecting");
+    Ok(options)
+}
+
+pub(crate) fn parse_chat_ids(ids: &[String]) -> anyhow::Result<Vec<ChatId>> {
+    ids.iter()
+        .map(|id| {
+            ChatId::parse(id.trim()).map_err(|e| {
+                anyhow::Error::from(CommandError::usage(format!("chat id {id:?}: {e}")))
+            })
+        })
+        .collect()
+}
+
+/// What the server said about one room request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RoomOutcome {
+    Done,
+    Refused(String),
+    /// No acknowledgement in time: the server does not confirm (production).
+    Unconfirmed,
+}
+
+impl RoomOutcome {
+    pub(crate) fn word(&self, leave: bool) -> &'static str {
+        match (self, leave) {
+            (RoomOutcome::Done, false) => "joined",
+            (RoomOutcome::Done, true) => "left",
+            (RoomOutcome::Refused(_), _) => "refused",
+            (RoomOutcome::Unconfirmed, _) => "unconfirmed",
+        }
+    }
+}
+
+/// Send `clientJoinRoom`/`clientLeaveRoom` for each chat with an ack request, all at once.
+pub(crate) async fn room_requests(
+    session: &crate::client::SessionHandle,
+    chats: &[ChatId],
+    leave: bool,
+    ack_wait: Duration,
+) -> Result<Vec<RoomOutcome>, ClientError> {
+    let event = if leave {
+        protocol::CLIENT_LEAVE_ROOM
+    } else {
+        protocol::CLIENT_JOIN_ROOM
+    };
+    let requests = chats.iter().map(|chat| {
+        let arg = serde_json::json!({ "chat_id": chat.to_string() });
+        session.emit_with_ack(event, vec![arg], ack_wait)
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    answers
+        .into_iter()
+        .map(|answer| match answer {
+            Ok(args) => Ok(
+                match args
+                    .first()
+                    .and_then(|a| serde_json::from_value::<RoomAck>(a.clone()).ok())
+                {
+                    Some(RoomAck { ok: true, .. }) => RoomOutcome::Done,
+                    Some(RoomAck { error, .. }) => RoomOutcome::Refused(
+                        error.map_or_else(|| "no reason given".to_string(), |e| e.to_string()),
+                    ),
+                    None => RoomOutcome::Refused(format!(
+                        "unexpected acknowledgement {}",
+                        Value::from(args)
+                    )),
+                },
+            ),
+            Err(ClientError::AckTimeout(_)) => Ok(RoomOutcome::Unconfirmed),
+            Err(e) => Err(e),
+        })
+        .collect()
+}
