@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::metrics::{Metrics, RoomTable};
 use super::progress::Progress;
 use super::report::{Generator, Report, RunInfo};
-use super::scenario::{Flow, Phase, Scenario};
+use super::scenario::{Phase, Scenario, UserScenario};
 use super::setup::{self, Prepared};
 use super::vu::{Shared, VirtualUser};
 
@@ -38,7 +38,7 @@ pub fn arrival_offset(k: u64, from: f64, to: f64, duration: Duration) -> Duratio
     Duration::from_secs_f64(t.clamp(0.0, d.max(0.0)))
 }
 
-fn pick(flows: &[Flow]) -> &Flow {
+fn pick(flows: &[UserScenario]) -> &UserScenario {
     let total: u32 = flows.iter().map(|f| f.weight).sum();
     let mut ticket = fastrand::u32(0..total.max(1));
     for flow in flows {
@@ -87,7 +87,7 @@ pub async fn run(scenario: &Scenario, show_progress: bool) -> anyhow::Result<Rep
             .unwrap_or_default(),
         room_acks: std::sync::atomic::AtomicU8::new(0),
     });
-    let flows: Arc<[Flow]> = scenario.flows.clone().into();
+    let flows: Arc<[UserScenario]> = scenario.scenarios.clone().into();
 
     let started_at = OffsetDateTime::now_utc();
     let wall = Instant::now();
@@ -297,14 +297,14 @@ mod tests {
 
     #[test]
     fn weights_pick_every_flow() {
-        use super::super::scenario::Flow;
+        use super::super::scenario::UserScenario;
         let flows = [
-            Flow {
+            UserScenario {
                 name: "a".into(),
                 weight: 9,
                 steps: vec![],
             },
-            Flow {
+            UserScenario {
                 name: "b".into(),
                 weight: 1,
                 steps: vec![],

@@ -5,6 +5,13 @@
 //! every error say where it is (file, line, column), what was expected (the valid fields, the
 //! valid steps, the duration format) and lets validation carry on to report every problem in
 //! one pass. `plan` renders what `load-test --check` prints.
+//!
+//! Rust names follow the YAML keys, so a reader goes from a key to its type without a glossary:
+//! an entry of `scenarios:` is a [`UserScenario`] (the whole file is the [`Scenario`], so an
+//! entry is the scenario of one virtual user), and `path:` is [`Scenario::engine_path`], the
+//! Engine.IO path on the target, not a file path like the one [`load`] takes. The renaming went
+//! this way, Rust towards the YAML, so that nothing a user writes changes: existing files,
+//! `--set scenarios.0.weight=2` and the error messages (which name the keys as written) stay.
 
 mod load;
 mod plan;
@@ -28,13 +35,13 @@ pub use load::{LoadError, Overrides, load, parse};
 pub struct Scenario {
     pub name: String,
     pub target: Target,
-    /// Engine.IO path on the target.
-    pub path: String,
+    /// Engine.IO path on the target (`path:` in the YAML).
+    pub engine_path: String,
     pub setup: Setup,
     /// Run one after another.
     pub phases: Vec<Phase>,
     /// The `scenarios:` list: what a virtual user does, picked by weight.
-    pub flows: Vec<Flow>,
+    pub scenarios: Vec<UserScenario>,
     pub thresholds: Vec<Threshold>,
 }
 
@@ -112,8 +119,9 @@ impl Phase {
     }
 }
 
+/// One entry of `scenarios:`: the steps a virtual user runs, picked by weight.
 #[derive(Debug, Clone)]
-pub struct Flow {
+pub struct UserScenario {
     pub name: String,
     pub weight: u32,
     pub steps: Vec<Step>,

@@ -19,7 +19,7 @@ impl Scenario {
         };
         // Writing to a String cannot fail.
         let _ = writeln!(out, "scenario {}: valid", self.name);
-        let _ = writeln!(out, "target    {target}, path {}", self.path);
+        let _ = writeln!(out, "target    {target}, path {}", self.engine_path);
         let users = match &self.setup.users {
             Users::Template(t) => format!("dev login as \"{t}\""),
             Users::SessionsFile(p) => format!("sessions from {}", p.display()),
@@ -78,17 +78,17 @@ impl Scenario {
                 }
             }
         }
-        let total: u32 = self.flows.iter().map(|f| f.weight).sum();
+        let total: u32 = self.scenarios.iter().map(|s| s.weight).sum();
         let _ = writeln!(out, "scenarios (a virtual user picks one by weight)");
-        for flow in &self.flows {
-            let share = f64::from(flow.weight) / f64::from(total.max(1));
+        for scenario in &self.scenarios {
+            let share = f64::from(scenario.weight) / f64::from(total.max(1));
             let _ = writeln!(
                 out,
                 "  {:<16} weight {:>3} ({:>5.1}%), {} step(s)",
-                flow.name,
-                flow.weight,
+                scenario.name,
+                scenario.weight,
                 share * 100.0,
-                count_steps(&flow.steps)
+                count_steps(&scenario.steps)
             );
         }
         let mut expected = Vec::new();

@@ -69,7 +69,7 @@ fn errors_with(src: &str, overrides: &Overrides) -> Vec<String> {
     }
 }
 
-/// A valid scenario around `steps` (indented as list items of one flow).
+/// A valid scenario around `steps` (indented as list items of one user scenario).
 fn with_steps(steps: &str) -> String {
     format!(
         "name: t\nsetup: {{ rooms: 2 }}\nphases:\n  - {{ duration: 1s, vus: 1 }}\nscenarios:\n  - name: a\n    steps:\n{steps}"
@@ -96,10 +96,10 @@ fn the_issue_example_parses() {
             }
         ]
     );
-    assert_eq!(s.flows.len(), 2);
-    assert_eq!(s.flows[0].weight, 9);
+    assert_eq!(s.scenarios.len(), 2);
+    assert_eq!(s.scenarios[0].weight, 9);
     assert!(matches!(
-        &s.flows[1].steps[1],
+        &s.scenarios[1].steps[1],
         Step::Loop { repeat: Repeat::Count(10), steps } if steps.len() == 2
     ));
     assert_eq!(s.thresholds.len(), 4);
@@ -127,7 +127,7 @@ scenarios:
         matching: Some(p),
         count: 1,
         ..
-    } = &s.flows[0].steps[1]
+    } = &s.scenarios[0].steps[1]
     else {
         panic!("wait_for with match")
     };
@@ -155,7 +155,7 @@ fn every_step_kind_parses() {
         "      - disconnect\n      - connect: { timeout: 2s }\n",
     ));
     assert!(
-        matches!(s.flows[0].steps[2], Step::Connect { timeout } if timeout == Duration::from_secs(2))
+        matches!(s.scenarios[0].steps[2], Step::Connect { timeout } if timeout == Duration::from_secs(2))
     );
 
     let s = ok(&with_steps(
@@ -180,7 +180,7 @@ fn every_step_kind_parses() {
       - disconnect
 "#,
     ));
-    let steps = &s.flows[0].steps;
+    let steps = &s.scenarios[0].steps;
     assert_eq!(steps.len(), 16);
     assert!(matches!(&steps[1], Step::Join { chat_id } if chat_id.to_string() == "{{room}}"));
     assert!(matches!(&steps[2], Step::Leave { .. }));
@@ -252,7 +252,11 @@ fn setup_variants_parse() {
     let s = ok(&format!("name: n\n{base}"));
     assert!(matches!(&s.setup.users, Users::Template(t) if t.to_string() == "vu-{{vu}}"));
     assert_eq!(
-        (s.setup.rooms.clone(), s.target.clone(), s.path.as_str()),
+        (
+            s.setup.rooms.clone(),
+            s.target.clone(),
+            s.engine_path.as_str()
+        ),
         (None, Target::Embedded, "/ws")
     );
     let s = ok(&format!(
@@ -261,7 +265,7 @@ fn setup_variants_parse() {
     assert!(matches!(&s.setup.users, Users::SessionsFile(p) if p == Path::new("cookies.txt")));
     assert!(matches!(&s.setup.rooms, Some(Rooms::Ids(ids)) if ids.len() == 2));
     assert!(matches!(&s.target, Target::Url(u) if u.as_str() == "http://127.0.0.1:7000/"));
-    assert_eq!(s.path, "/socket");
+    assert_eq!(s.engine_path, "/socket");
 }
 
 #[test]

@@ -257,7 +257,7 @@ impl Validator {
             None => Some(Target::Embedded),
             Some(node) => self.target(node),
         };
-        let path = match f.get("path") {
+        let engine_path = match f.get("path") {
             None => Some(protocol::ENGINE_PATH.to_owned()),
             Some(node) => self.string(node, "path").and_then(|p| {
                 if p.starts_with('/') {
@@ -293,19 +293,19 @@ impl Validator {
         let phases = self
             .required(&f, "phases", "the scenario")
             .and_then(|n| self.phases(n));
-        let flows = self
+        let scenarios = self
             .required(&f, "scenarios", "the scenario")
-            .and_then(|n| self.flows(n));
+            .and_then(|n| self.user_scenarios(n));
         let thresholds = match f.get("thresholds") {
             None => Some(Vec::new()),
             Some(node) => self.thresholds(node),
         };
         // `{{room}}` needs rooms to come from somewhere.
-        if let (Some(setup), Some(flows)) = (&setup, &flows)
+        if let (Some(setup), Some(scenarios)) = (&setup, &scenarios)
             && setup.rooms.is_none()
         {
-            for flow in flows {
-                if flow.steps.iter().any(uses_room) {
+            for scenario in scenarios {
+                if scenario.steps.iter().any(uses_room) {
                     let loc = f
                         .get("scenarios")
                         .map_or(root.loc.clone(), |n| n.loc.clone());
@@ -313,7 +313,7 @@ impl Validator {
                         &loc,
                         format!(
                             "scenario `{}` uses {{{{room}}}} but `setup.rooms` is not set: give a room count (dev server) or a list of chat ids",
-                            flow.name
+                            scenario.name
                         ),
                     );
                 }
@@ -322,10 +322,10 @@ impl Validator {
         Some(Scenario {
             name: name?,
             target: target?,
-            path: path?,
+            engine_path: engine_path?,
             setup: setup?,
             phases: phases?,
-            flows: flows?,
+            scenarios: scenarios?,
             thresholds: thresholds?,
         })
     }

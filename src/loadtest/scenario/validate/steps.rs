@@ -5,10 +5,10 @@ use crate::loadtest::template::{Template, Var};
 use crate::loadtest::yaml::{Loc, Node, Value};
 use crate::protocol;
 
-use super::super::{Ack, Flow, Payload, Repeat, Step, Think};
+use super::super::{Ack, Payload, Repeat, Step, Think, UserScenario};
 use super::{DEFAULT_ACK_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_WAIT_TIMEOUT, Validator, hint};
 
-const FLOW_FIELDS: &[&str] = &["name", "weight", "steps"];
+const USER_SCENARIO_FIELDS: &[&str] = &["name", "weight", "steps"];
 const STEP_NAMES: &[&str] = &[
     "connect",
     "join",
@@ -32,7 +32,7 @@ const RESERVED_EVENTS: &[&str] = &[
 ];
 
 impl Validator {
-    pub(super) fn flows(&mut self, node: &Node) -> Option<Vec<Flow>> {
+    pub(super) fn user_scenarios(&mut self, node: &Node) -> Option<Vec<UserScenario>> {
         let Value::Seq(items) = &node.value else {
             self.expected(
                 node,
@@ -48,23 +48,24 @@ impl Validator {
             );
             return None;
         }
-        let flows: Vec<Option<Flow>> = items.iter().map(|n| self.flow(n)).collect();
-        let flows: Option<Vec<Flow>> = flows.into_iter().collect();
-        if let Some(flows) = &flows {
-            for (i, flow) in flows.iter().enumerate() {
-                if flows[..i].iter().any(|f| f.name == flow.name) {
+        let scenarios: Vec<Option<UserScenario>> =
+            items.iter().map(|n| self.user_scenario(n)).collect();
+        let scenarios: Option<Vec<UserScenario>> = scenarios.into_iter().collect();
+        if let Some(scenarios) = &scenarios {
+            for (i, scenario) in scenarios.iter().enumerate() {
+                if scenarios[..i].iter().any(|s| s.name == scenario.name) {
                     self.error(
                         &items[i].loc,
-                        format!("two scenarios are named `{}`", flow.name),
+                        format!("two scenarios are named `{}`", scenario.name),
                     );
                 }
             }
         }
-        flows
+        scenarios
     }
 
-    pub(super) fn flow(&mut self, node: &Node) -> Option<Flow> {
-        let f = self.fields(node, "a scenario", FLOW_FIELDS)?;
+    pub(super) fn user_scenario(&mut self, node: &Node) -> Option<UserScenario> {
+        let f = self.fields(node, "a scenario", USER_SCENARIO_FIELDS)?;
         let name = self
             .required(&f, "name", "a scenario")
             .and_then(|n| self.string(n, "name"));
@@ -80,7 +81,7 @@ impl Validator {
         {
             self.check_session_order(steps, node, false);
         }
-        Some(Flow {
+        Some(UserScenario {
             name: name?,
             weight: weight?,
             steps: steps?,
