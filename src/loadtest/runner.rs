@@ -2,7 +2,7 @@
 //! closed model, then the report.
 //!
 //! [`run`] reads as its steps: provision the target ([`setup::prepare`]), hold the embedded
-//! server (restarting it mid-run when the scenario asks), drive every phase ([`Driver::phase`]:
+//! server (restarting it mid-run when the scenario asks), drive every phase (`Driver::phase`:
 //! a schedule of arrivals in the open model, a fixed set of looping users in the closed one),
 //! give the users still running a grace period, then measure the generator and build the
 //! report.

@@ -309,7 +309,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_the_issue_examples() {
+    fn parses_every_operator_and_unit() {
         let t = Threshold::parse("connect.p99 < 500ms").expect("parses");
         assert_eq!(t.metric, Metric::Latency(Latency::Connect, Stat::P99));
         assert_eq!((t.op, t.limit), (Op::Lt, 500.0));

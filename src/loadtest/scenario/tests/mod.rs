@@ -11,7 +11,8 @@ use crate::loadtest::yaml::Loc;
 use super::validate::{DEFAULT_ACK_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_WAIT_TIMEOUT};
 use super::*;
 
-const ISSUE_EXAMPLE: &str = r#"name: chat-fanout
+/// The example of README.md's "Scenario format", without its comments.
+const README_EXAMPLE: &str = r#"name: chat-fanout
 target: embedded
 path: /ws
 setup:
@@ -77,8 +78,8 @@ fn with_steps(steps: &str) -> String {
 }
 
 #[test]
-fn the_issue_example_parses() {
-    let s = ok(ISSUE_EXAMPLE);
+fn the_readme_example_parses() {
+    let s = ok(README_EXAMPLE);
     assert_eq!(s.name, "chat-fanout");
     assert_eq!(s.target, Target::Embedded);
     assert_eq!(s.setup.rooms, Some(Rooms::Count(10)));
@@ -292,7 +293,7 @@ fn set_and_target_override_before_validation() {
         ],
         target: Some("http://127.0.0.1:7000".into()),
     };
-    let s = parse(ISSUE_EXAMPLE, "s.yaml", &over).unwrap_or_else(|d| panic!("{d}"));
+    let s = parse(README_EXAMPLE, "s.yaml", &over).unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(s.name, "nightly");
     assert_eq!(
         s.phases[1],
@@ -307,7 +308,7 @@ fn set_and_target_override_before_validation() {
     // An override is validated like the file, and errors name the argument.
     let bad = |sets: &[&str]| {
         errors_with(
-            ISSUE_EXAMPLE,
+            README_EXAMPLE,
             &Overrides {
                 sets: sets.iter().map(|s| (*s).to_owned()).collect(),
                 target: None,
@@ -343,7 +344,7 @@ fn set_and_target_override_before_validation() {
         vec!["--set phases.0.vus=[1: the value is not valid YAML: unclosed bracket '['"]
     );
     let e = errors_with(
-        ISSUE_EXAMPLE,
+        README_EXAMPLE,
         &Overrides {
             sets: vec![],
             target: Some("nope".into()),
