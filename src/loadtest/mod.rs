@@ -1,7 +1,11 @@
 //! `load-test` and `report`: YAML scenarios, metrics, thresholds and reports.
 //!
-//! `setup` provisions the target, users and rooms before the clock starts; `runner` drives the
-//! phases; `vu` is one virtual user on a `src/client/` session. How they use the pieces:
+//! `scenario` reads and validates the YAML (`yaml` locates every node, `template` compiles the
+//! `{{...}}` strings); `setup` provisions the target, users and rooms before the clock starts;
+//! `runner` drives the phases; `vu` is one virtual user on a `src/client/` session; `metrics`
+//! records what they see; `report` turns it into the JSON document and its tables. `thresholds`
+//! is the language of the pass/fail gates: `scenario` uses it to validate them and `report` to
+//! evaluate them, and it uses neither. How the run uses the pieces:
 //!
 //! 1. [`scenario::load`] gives a validated [`scenario::Scenario`]; nothing it holds can fail to
 //!    render or to be evaluated later, so a run never stops on a scenario mistake halfway.

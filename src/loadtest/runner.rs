@@ -1,23 +1,35 @@
 //! Drives a validated scenario: phases one after another, virtual users by the open or the
 //! closed model, then the report.
+//!
+//! [`run`] reads as its steps: provision the target ([`setup::prepare`]), hold the embedded
+//! server (restarting it mid-run when the scenario asks), drive every phase (`Driver::phase`:
+//! a schedule of arrivals in the open model, a fixed set of looping users in the closed one),
+//! give the users still running a grace period, then measure the generator and build the
+//! report.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::metrics::{Metrics, RoomTable};
+use super::metrics::{CounterValues, HistogramSet, Metrics, RoomTable};
 use super::progress::Progress;
 use super::report::{Generator, Report, RunInfo};
-use super::scenario::{Flow, Phase, Scenario};
+use super::scenario::{Phase, RestartServer, Scenario, UserScenario};
 use super::setup::{self, Prepared};
 use super::vu::{Shared, VirtualUser};
 
 /// How long virtual users still running when the last phase ends may take to finish their
-/// flow before they are stopped.
+/// scenario before they are stopped.
 pub const GRACE: Duration = Duration::from_secs(30);
+
+/// How often the progress line is redrawn.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// Time from the start of an open phase at which arrival `k` (0-based) is due, when the rate
 /// ramps linearly from `from` to `to` per second over `duration`: the `k`-th crossing of the
@@ -38,25 +50,51 @@ pub fn arrival_offset(k: u64, from: f64, to: f64, duration: Duration) -> Duratio
     Duration::from_secs_f64(t.clamp(0.0, d.max(0.0)))
 }
 
-fn pick(flows: &[Flow]) -> &Flow {
-    let total: u32 = flows.iter().map(|f| f.weight).sum();
+fn pick(scenarios: &[UserScenario]) -> &UserScenario {
+    let total: u32 = scenarios.iter().map(|s| s.weight).sum();
     let mut ticket = fastrand::u32(0..total.max(1));
-    for flow in flows {
-        if ticket < flow.weight {
-            return flow;
+    for scenario in scenarios {
+        if ticket < scenario.weight {
+            return scenario;
         }
-        ticket -= flow.weight;
+        ticket -= scenario.weight;
     }
-    &flows[0]
+    &scenarios[0]
 }
 
-enum EmbeddedServer {
-    None,
-    Held(setup::Embedded),
-    Restarting(tokio::task::JoinHandle<setup::Embedded>),
-}
-
+/// Run `scenario` to its report.
 pub async fn run(scenario: &Scenario, show_progress: bool) -> anyhow::Result<Report> {
+    let (shared, embedded) = share(setup::prepare(scenario).await?);
+    let metrics = Arc::clone(&shared.metrics);
+    let started_at = OffsetDateTime::now_utc();
+    let wall = Instant::now();
+    let server = EmbeddedServer::hold(embedded, scenario.setup.restart_server.as_ref(), wall);
+
+    let mut driver = Driver::new(scenario, shared, show_progress, wall);
+    let mut interrupted = false;
+    for (index, phase) in scenario.phases.iter().enumerate() {
+        if driver.phase(index, scenario.phases.len(), phase).await == Outcome::Interrupted {
+            interrupted = true;
+            break;
+        }
+    }
+    let stopped = driver.finish(&mut interrupted).await;
+
+    let elapsed = wall.elapsed();
+    let embedded = server.release().await;
+    let (counters, hists) = metrics.snapshot();
+    let generator = measure_generator(elapsed, &hists, embedded.is_some(), stopped, interrupted);
+    if let Some(server) = embedded {
+        server.shutdown().await;
+    }
+    Ok(build_report(
+        scenario, &counters, &hists, started_at, generator,
+    ))
+}
+
+/// What every virtual user of the run shares: the provisioned target, cookies and rooms, and
+/// one [`Metrics`] built with the run's rooms and a random run id.
+fn share(prepared: Prepared) -> (Arc<Shared>, Option<setup::Embedded>) {
     let Prepared {
         options,
         cookies,
@@ -64,7 +102,7 @@ pub async fn run(scenario: &Scenario, show_progress: bool) -> anyhow::Result<Rep
         auto_joined,
         embedded,
         total_vus,
-    } = setup::prepare(scenario).await?;
+    } = prepared;
     tracing::info!(
         target = %options.display_target(),
         virtual_users = total_vus,
@@ -76,7 +114,7 @@ pub async fn run(scenario: &Scenario, show_progress: bool) -> anyhow::Result<Rep
         RoomTable::new(rooms.iter().cloned()),
     ));
     let shared = Arc::new(Shared {
-        metrics: Arc::clone(&metrics),
+        metrics,
         options,
         cookies,
         rooms,
@@ -87,157 +125,239 @@ pub async fn run(scenario: &Scenario, show_progress: bool) -> anyhow::Result<Rep
             .unwrap_or_default(),
         room_acks: std::sync::atomic::AtomicU8::new(0),
     });
-    let flows: Arc<[Flow]> = scenario.flows.clone().into();
+    (shared, embedded)
+}
 
-    let started_at = OffsetDateTime::now_utc();
-    let wall = Instant::now();
-    // The embedded server, owned by a task while a restart is scheduled.
-    let (embedded_task, run_over) = match (embedded, &scenario.setup.restart_server) {
-        (Some(mut server), Some(restart)) => {
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let (at, down_for) = (wall + restart.at, restart.down_for);
-            let task = tokio::spawn(async move {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {
-                        tracing::info!(?down_for, "restarting the embedded server");
-                        if let Err(e) = server.restart(down_for).await {
-                            tracing::error!(error = %e, "the embedded server did not come back");
+/// The embedded server during the run: owned by a task while a restart is scheduled, so the
+/// restart happens on time whatever the phases are doing.
+enum EmbeddedServer {
+    None,
+    Held(setup::Embedded),
+    Restarting {
+        task: tokio::task::JoinHandle<setup::Embedded>,
+        /// Tells the task the run is over, so a restart that is not due yet never happens.
+        run_over: oneshot::Sender<()>,
+    },
+}
+
+impl EmbeddedServer {
+    /// Hold `embedded`; with `restart`, hand it to a task that restarts it `restart.at` after
+    /// `wall`.
+    fn hold(
+        embedded: Option<setup::Embedded>,
+        restart: Option<&RestartServer>,
+        wall: Instant,
+    ) -> EmbeddedServer {
+        match (embedded, restart) {
+            (Some(mut server), Some(restart)) => {
+                let (run_over, rx) = oneshot::channel::<()>();
+                let (at, down_for) = (wall + restart.at, restart.down_for);
+                let task = tokio::spawn(async move {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {
+                            tracing::info!(?down_for, "restarting the embedded server");
+                            if let Err(e) = server.restart(down_for).await {
+                                tracing::error!(error = %e, "the embedded server did not come back");
+                            }
                         }
+                        _ = rx => {}
                     }
-                    _ = rx => {}
-                }
-                server
-            });
-            (EmbeddedServer::Restarting(task), Some(tx))
-        }
-        (Some(server), None) => (EmbeddedServer::Held(server), None),
-        (None, _) => (EmbeddedServer::None, None),
-    };
-    let progress = Progress::new(show_progress, scenario.duration());
-    let mut users = JoinSet::new();
-    let mut next_vu = 0u64;
-    let mut interrupted = false;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-
-    'phases: for (index, phase) in scenario.phases.iter().enumerate() {
-        let label = match phase {
-            Phase::Open {
-                arrival_rate,
-                ramp_to,
-                ..
-            } => match ramp_to {
-                Some(to) => format!(
-                    "phase {}/{} open {arrival_rate}->{to}/s",
-                    index + 1,
-                    scenario.phases.len()
-                ),
-                None => format!(
-                    "phase {}/{} open {arrival_rate}/s",
-                    index + 1,
-                    scenario.phases.len()
-                ),
-            },
-            Phase::Closed { vus, .. } => {
-                format!(
-                    "phase {}/{} closed {vus} vus",
-                    index + 1,
-                    scenario.phases.len()
-                )
+                    server
+                });
+                EmbeddedServer::Restarting { task, run_over }
             }
-        };
+            (Some(server), None) => EmbeddedServer::Held(server),
+            (None, _) => EmbeddedServer::None,
+        }
+    }
+
+    /// The server back from whoever holds it, once the run is over.
+    async fn release(self) -> Option<setup::Embedded> {
+        match self {
+            EmbeddedServer::None => None,
+            EmbeddedServer::Held(server) => Some(server),
+            EmbeddedServer::Restarting { task, run_over } => {
+                let _ = run_over.send(());
+                task.await.ok()
+            }
+        }
+    }
+}
+
+/// How a phase ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Its time was up and every arrival of its schedule was started.
+    Done,
+    /// Ctrl-C: no further phase starts, and the users still running are stopped at once.
+    Interrupted,
+}
+
+/// Starts and reaps the virtual users of a run, phase after phase.
+struct Driver {
+    shared: Arc<Shared>,
+    scenarios: Arc<[UserScenario]>,
+    users: JoinSet<()>,
+    next_vu: u64,
+    progress: Progress,
+    /// When the first phase started: the progress line's clock.
+    wall: Instant,
+    /// Pinned once for the whole run: a Ctrl-C during a phase or during the grace period stops
+    /// the run. It is never polled again once it has fired.
+    ctrl_c: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>,
+}
+
+impl Driver {
+    fn new(scenario: &Scenario, shared: Arc<Shared>, show_progress: bool, wall: Instant) -> Driver {
+        Driver {
+            shared,
+            scenarios: scenario.scenarios.clone().into(),
+            users: JoinSet::new(),
+            next_vu: 0,
+            progress: Progress::new(show_progress, scenario.duration()),
+            wall,
+            ctrl_c: Box::pin(tokio::signal::ctrl_c()),
+        }
+    }
+
+    fn take_vu(&mut self) -> u64 {
+        let vu = self.next_vu;
+        self.next_vu += 1;
+        vu
+    }
+
+    /// Closed model: a user that starts a scenario again each time it finishes one, until the
+    /// phase ends (it finishes the one it is in).
+    fn start_looping_user(&mut self, phase_end: Instant) {
+        let vu = self.take_vu();
+        let (shared, scenarios) = (Arc::clone(&self.shared), Arc::clone(&self.scenarios));
+        self.users.spawn(async move {
+            let mut user = VirtualUser::new(shared, vu, None);
+            while Instant::now() < phase_end {
+                user.run(pick(&scenarios)).await;
+            }
+        });
+    }
+
+    /// Open model: a new user that runs one scenario, scheduled for `due` (its schedule lag is
+    /// measured from there).
+    fn start_arrival(&mut self, due: Instant) {
+        let vu = self.take_vu();
+        let (shared, scenarios) = (Arc::clone(&self.shared), Arc::clone(&self.scenarios));
+        self.users.spawn(async move {
+            VirtualUser::new(shared, vu, Some(due))
+                .run(pick(&scenarios))
+                .await;
+        });
+    }
+
+    /// Run phase `index` (0-based) of `count`: start its closed-model users at once, or its
+    /// open-model arrivals as they fall due, until the phase's time is up.
+    async fn phase(&mut self, index: usize, count: usize, phase: &Phase) -> Outcome {
+        let label = phase_label(index, count, phase);
         let phase_start = Instant::now();
         let phase_end = phase_start + phase.duration();
-        // Arrivals still to schedule in this phase (open model), or none.
         let mut arrivals = match phase {
-            Phase::Open {
-                arrival_rate,
-                ramp_to,
-                duration,
-            } => {
-                let count = phase.arrivals().map_or(0, |a| a.ceil() as u64);
-                let (from, to, duration) =
-                    (*arrival_rate, ramp_to.unwrap_or(*arrival_rate), *duration);
-                Some((0..count).map(move |k| phase_start + arrival_offset(k, from, to, duration)))
-            }
+            Phase::Open { .. } => Some(arrival_schedule(phase, phase_start)),
             Phase::Closed { vus, .. } => {
                 for _ in 0..*vus {
-                    let vu = next_vu;
-                    next_vu += 1;
-                    let (shared, flows) = (Arc::clone(&shared), Arc::clone(&flows));
-                    users.spawn(async move {
-                        // Closed model: the same user starts again until its phase ends.
-                        let mut user = VirtualUser::new(shared, vu, None);
-                        while Instant::now() < phase_end {
-                            user.run(pick(&flows)).await;
-                        }
-                    });
+                    self.start_looping_user(phase_end);
                 }
                 None
             }
         };
         let mut next_arrival = arrivals.as_mut().and_then(|a| a.next());
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
         loop {
             let wake = next_arrival.unwrap_or(phase_end).min(phase_end);
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = tick.tick() => {
-                    progress.update(&metrics, &label, wall.elapsed());
+                    self.progress.update(&self.shared.metrics, &label, self.wall.elapsed());
                     continue;
                 }
-                _ = &mut ctrl_c => {
-                    interrupted = true;
-                    break 'phases;
-                }
+                _ = &mut self.ctrl_c => return Outcome::Interrupted,
                 // Reap finished users so the set does not grow with every arrival.
-                Some(_) = users.join_next(), if !users.is_empty() => continue,
+                Some(_) = self.users.join_next(), if !self.users.is_empty() => continue,
             }
             // Start every arrival that is due (several at once when the rate is high).
             while let Some(due) = next_arrival.filter(|at| *at <= Instant::now()) {
-                let vu = next_vu;
-                next_vu += 1;
-                let (shared, flows) = (Arc::clone(&shared), Arc::clone(&flows));
-                users.spawn(async move {
-                    VirtualUser::new(shared, vu, Some(due))
-                        .run(pick(&flows))
-                        .await;
-                });
+                self.start_arrival(due);
                 next_arrival = arrivals.as_mut().and_then(|a| a.next());
             }
             if next_arrival.is_none() && Instant::now() >= phase_end {
-                break;
+                return Outcome::Done;
             }
         }
     }
 
-    // Let users finish their flows, up to the grace period.
-    let grace_end = Instant::now() + GRACE;
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    while !interrupted && !users.is_empty() {
-        tokio::select! {
-            _ = users.join_next() => {}
-            _ = tick.tick() => progress.update(&metrics, "finishing", wall.elapsed()),
-            _ = tokio::time::sleep_until(grace_end) => break,
-            _ = &mut ctrl_c => interrupted = true,
+    /// After the last phase: let users finish their scenarios for up to [`GRACE`] (none after
+    /// a Ctrl-C, and a Ctrl-C cuts it short), then stop the rest. Answers how many were
+    /// stopped.
+    async fn finish(&mut self, interrupted: &mut bool) -> usize {
+        let grace_end = Instant::now() + GRACE;
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        while !*interrupted && !self.users.is_empty() {
+            tokio::select! {
+                _ = self.users.join_next() => {}
+                _ = tick.tick() => {
+                    self.progress.update(&self.shared.metrics, "finishing", self.wall.elapsed());
+                }
+                _ = tokio::time::sleep_until(grace_end) => break,
+                _ = &mut self.ctrl_c => *interrupted = true,
+            }
         }
+        let stopped = self.users.len();
+        self.users.shutdown().await;
+        self.progress.finish();
+        stopped
     }
-    let stopped = users.len();
-    users.shutdown().await;
-    progress.finish();
+}
 
-    let elapsed = wall.elapsed();
-    if let Some(tx) = run_over {
-        let _ = tx.send(());
+/// What the progress line says during a phase.
+fn phase_label(index: usize, count: usize, phase: &Phase) -> String {
+    let n = index + 1;
+    match phase {
+        Phase::Open {
+            arrival_rate,
+            ramp_to: Some(to),
+            ..
+        } => format!("phase {n}/{count} open {arrival_rate}->{to}/s"),
+        Phase::Open { arrival_rate, .. } => format!("phase {n}/{count} open {arrival_rate}/s"),
+        Phase::Closed { vus, .. } => format!("phase {n}/{count} closed {vus} vus"),
     }
-    let embedded = match embedded_task {
-        EmbeddedServer::None => None,
-        EmbeddedServer::Held(server) => Some(server),
-        EmbeddedServer::Restarting(task) => task.await.ok(),
+}
+
+/// When each session of an open phase is due, from `phase_start`: as many arrivals as the area
+/// under the rate curve, spaced along it ([`arrival_offset`]). Empty for a closed phase.
+fn arrival_schedule(phase: &Phase, phase_start: Instant) -> impl Iterator<Item = Instant> {
+    let (count, from, to, duration) = match phase {
+        Phase::Open {
+            arrival_rate,
+            ramp_to,
+            duration,
+        } => (
+            phase.arrivals().map_or(0, |a| a.ceil() as u64),
+            *arrival_rate,
+            ramp_to.unwrap_or(*arrival_rate),
+            *duration,
+        ),
+        Phase::Closed { .. } => (0, 0.0, 0.0, Duration::ZERO),
     };
-    let (counters, hists) = metrics.snapshot();
-    let mut generator = Generator::measure(elapsed, &hists);
-    if embedded.is_some() {
+    (0..count).map(move |k| phase_start + arrival_offset(k, from, to, duration))
+}
+
+/// The generator's cost over the run, with the warnings that qualify the results: the server
+/// ran in this process, or users were stopped before they finished.
+fn measure_generator(
+    elapsed: Duration,
+    hists: &HistogramSet,
+    embedded: bool,
+    stopped: usize,
+    interrupted: bool,
+) -> Generator {
+    let mut generator = Generator::measure(elapsed, hists);
+    if embedded {
         generator.warnings.push(
             "target embedded: the server ran in this process, so the generator's CPU and memory include it; \
              target a separate `serve` to measure the generator alone"
@@ -254,21 +374,28 @@ pub async fn run(scenario: &Scenario, show_progress: bool) -> anyhow::Result<Rep
             }
         ));
     }
-    if let Some(server) = embedded {
-        server.shutdown().await;
-    }
-    let report = Report::build(
+    generator
+}
+
+/// The run's report, its thresholds evaluated; it finishes now.
+fn build_report(
+    scenario: &Scenario,
+    counters: &CounterValues,
+    hists: &HistogramSet,
+    started_at: OffsetDateTime,
+    generator: Generator,
+) -> Report {
+    Report::build(
         &scenario.name,
-        &counters,
-        &hists,
+        counters,
+        hists,
         RunInfo {
             started_at,
             finished_at: OffsetDateTime::now_utc(),
             generator,
         },
         &scenario.thresholds,
-    );
-    Ok(report)
+    )
 }
 
 #[cfg(test)]
@@ -296,15 +423,14 @@ mod tests {
     }
 
     #[test]
-    fn weights_pick_every_flow() {
-        use super::super::scenario::Flow;
-        let flows = [
-            Flow {
+    fn weights_pick_every_user_scenario() {
+        let scenarios = [
+            UserScenario {
                 name: "a".into(),
                 weight: 9,
                 steps: vec![],
             },
-            Flow {
+            UserScenario {
                 name: "b".into(),
                 weight: 1,
                 steps: vec![],
@@ -312,7 +438,7 @@ mod tests {
         ];
         let mut b = 0;
         for _ in 0..10_000 {
-            if pick(&flows).name == "b" {
+            if pick(&scenarios).name == "b" {
                 b += 1;
             }
         }

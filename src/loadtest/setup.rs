@@ -147,8 +147,11 @@ async fn start_embedded(
 pub async fn prepare(scenario: &Scenario) -> anyhow::Result<Prepared> {
     let (embedded, url) = match &scenario.target {
         Target::Embedded => {
-            let embedded =
-                Embedded::start(&scenario.path, scenario.setup.restart_server.is_some()).await?;
+            let embedded = Embedded::start(
+                &scenario.engine_path,
+                scenario.setup.restart_server.is_some(),
+            )
+            .await?;
             let url = embedded.http_url();
             (Some(embedded), url)
         }
@@ -157,7 +160,7 @@ pub async fn prepare(scenario: &Scenario) -> anyhow::Result<Prepared> {
             (None, url.to_string())
         }
     };
-    let mut options = ConnectOptions::new(&url, Some(&scenario.path))
+    let mut options = ConnectOptions::new(&url, Some(&scenario.engine_path))
         .map_err(|e| CommandError::usage(e.to_string()))?;
     options.timeout = Duration::from_secs(10);
     let total_vus = count_vus(&scenario.phases);

@@ -15,7 +15,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
 use super::metrics::{self, ErrorKind, FailReason, Latency, Metrics, Recorder};
-use super::scenario::{Ack, Flow, Payload, Repeat, Step, Think};
+use super::scenario::{Ack, Payload, Repeat, Step, Think, UserScenario};
 use super::template::Vars;
 use crate::client::{self, ConnectOptions, ErrorClass, Session, SessionEvent, SessionHandle};
 use crate::protocol::{CLIENT_JOIN_ROOM, CLIENT_LEAVE_ROOM, RoomAck, SERVER_MESSAGE};
@@ -142,7 +142,7 @@ impl VirtualUser {
     }
 
     /// Run one pass of the flow, then close the session if the flow left it open.
-    pub async fn run(&mut self, flow: &Flow) {
+    pub async fn run(&mut self, flow: &UserScenario) {
         if let Some(at) = self.scheduled {
             self.recorder.record(
                 Latency::ScheduleLag,

@@ -11,217 +11,29 @@
 //! Delivery latency needs no lookup table either: the nonce a sender puts in a message encodes
 //! the send time (relative to the run's start) and the run id, so a receiver computes the latency
 //! from the message alone.
+//!
+//! Here: [`Metrics`] (the counters and the histogram shards of a run) and [`Recorder`]. Beside
+//! it: `kinds` (what is timed and why sessions fail, close or err, with their report names),
+//! `histograms` ([`HistogramSet`]), `rooms` ([`RoomTable`], who is in which room at each send)
+//! and `usage` (the generator's own CPU and memory).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod histograms;
+mod kinds;
+mod rooms;
+mod usage;
+
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
+pub use histograms::{HistogramSet, SIGFIGS, new_histogram};
+pub use kinds::{DisconnectReason, ErrorKind, FailReason, Latency};
+pub use rooms::RoomTable;
+pub use usage::process_usage;
 
 /// Samples a recorder buffers before it takes a shard lock.
 pub const FLUSH_EVERY: usize = 32;
-
-/// Significant figures kept by every histogram: 0.1% relative precision.
-pub const SIGFIGS: u8 = 3;
-
-/// The latencies a run records, in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Latency {
-    /// Engine.IO open: from starting the connection to the engine's OPEN packet.
-    EngineOpen,
-    /// Namespace connect: from starting the connection to the Socket.IO CONNECT answer.
-    Connect,
-    /// Emit with ack: from the emit to the ack.
-    Ack,
-    /// `wait_for`: from the start of the wait to the last expected event.
-    WaitFor,
-    /// From a `post_message` (or emit) to the message's arrival at one session in the room.
-    Delivery,
-    /// REST request round trip (`post_message`).
-    Http,
-    /// Open model: how late a session or step started compared with its scheduled time.
-    ScheduleLag,
-}
-
-impl Latency {
-    pub const ALL: [Latency; 7] = [
-        Latency::Connect,
-        Latency::EngineOpen,
-        Latency::Ack,
-        Latency::WaitFor,
-        Latency::Delivery,
-        Latency::Http,
-        Latency::ScheduleLag,
-    ];
-
-    /// The name in reports and threshold expressions.
-    pub fn name(self) -> &'static str {
-        match self {
-            Latency::Connect => "connect",
-            Latency::EngineOpen => "engine_open",
-            Latency::Ack => "ack",
-            Latency::WaitFor => "wait_for",
-            Latency::Delivery => "delivery",
-            Latency::Http => "http",
-            Latency::ScheduleLag => "schedule_lag",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Latency> {
-        Latency::ALL.into_iter().find(|l| l.name() == name)
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// Why a session never reached the connected state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailReason {
-    /// HTTP 400/401/403 on the handshake, or a CONNECT_ERROR.
-    Refused,
-    /// Connection refused, unreachable host, TLS failure.
-    Unreachable,
-    /// No answer within the connect timeout.
-    Timeout,
-    /// The server answered something the client could not understand.
-    Protocol,
-    /// Setup failed before connecting (dev login, sessions file ran out).
-    Setup,
-}
-
-impl FailReason {
-    pub const ALL: [FailReason; 5] = [
-        FailReason::Refused,
-        FailReason::Unreachable,
-        FailReason::Timeout,
-        FailReason::Protocol,
-        FailReason::Setup,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            FailReason::Refused => "refused",
-            FailReason::Unreachable => "unreachable",
-            FailReason::Timeout => "timeout",
-            FailReason::Protocol => "protocol",
-            FailReason::Setup => "setup",
-        }
-    }
-}
-
-/// Why an open session closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisconnectReason {
-    /// The scenario said `disconnect` (or `reconnect`), or the session finished its steps.
-    Client,
-    /// The server closed the socket or sent a DISCONNECT.
-    Server,
-    /// No ping from the server within pingInterval + pingTimeout.
-    PingTimeout,
-    /// The transport failed (reset, EOF, websocket error).
-    Transport,
-}
-
-impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 4] = [
-        DisconnectReason::Client,
-        DisconnectReason::Server,
-        DisconnectReason::PingTimeout,
-        DisconnectReason::Transport,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            DisconnectReason::Client => "client",
-            DisconnectReason::Server => "server",
-            DisconnectReason::PingTimeout => "ping_timeout",
-            DisconnectReason::Transport => "transport",
-        }
-    }
-}
-
-/// A step that went wrong after the session connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    AckTimeout,
-    /// The ack arrived but did not match `ack.expect`.
-    AckMismatch,
-    /// `wait_for` saw fewer events than `count` before its timeout.
-    WaitForTimeout,
-    /// `post_message` answered with a non-2xx status or did not answer.
-    Http,
-    /// An emit, join or leave could not be sent (the socket was closed).
-    Send,
-    /// A `reconnect` step did not get the session back.
-    Reconnect,
-}
-
-impl ErrorKind {
-    pub const ALL: [ErrorKind; 6] = [
-        ErrorKind::AckTimeout,
-        ErrorKind::AckMismatch,
-        ErrorKind::WaitForTimeout,
-        ErrorKind::Http,
-        ErrorKind::Send,
-        ErrorKind::Reconnect,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            ErrorKind::AckTimeout => "ack_timeout",
-            ErrorKind::AckMismatch => "ack_mismatch",
-            ErrorKind::WaitForTimeout => "wait_for_timeout",
-            ErrorKind::Http => "http",
-            ErrorKind::Send => "send",
-            ErrorKind::Reconnect => "reconnect",
-        }
-    }
-}
-
-/// One histogram per [`Latency`], in microseconds.
-#[derive(Debug, Clone)]
-pub struct HistogramSet {
-    hists: [Histogram<u64>; 7],
-}
-
-/// A histogram that grows to whatever range it sees: a fixed hour-wide range would cost
-/// ~180 KB per histogram whether or not it is used.
-pub fn new_histogram() -> Histogram<u64> {
-    // 3 significant figures is a valid precision, so this cannot fail.
-    Histogram::new(SIGFIGS).unwrap_or_else(|_| unreachable!("3 significant figures is valid"))
-}
-
-impl Default for HistogramSet {
-    fn default() -> Self {
-        HistogramSet {
-            hists: std::array::from_fn(|_| new_histogram()),
-        }
-    }
-}
-
-impl HistogramSet {
-    pub fn get(&self, latency: Latency) -> &Histogram<u64> {
-        &self.hists[latency.index()]
-    }
-    pub fn get_mut(&mut self, latency: Latency) -> &mut Histogram<u64> {
-        &mut self.hists[latency.index()]
-    }
-    pub fn record(&mut self, latency: Latency, micros: u64) {
-        let h = &mut self.hists[latency.index()];
-        // `saturating_record` would clamp to the current (auto-resizing) range instead of
-        // growing it, so record normally and only saturate what cannot be tracked at all.
-        if h.record(micros).is_err() {
-            h.saturating_record(micros);
-        }
-    }
-    /// Add every sample of `other`. Auto-resizing histograms of equal precision always add.
-    pub fn add(&mut self, other: &HistogramSet) {
-        for (mine, theirs) in self.hists.iter_mut().zip(other.hists.iter()) {
-            // Both sides are auto-resizing with the same precision, which `add` accepts.
-            let _ = mine.add(theirs);
-        }
-    }
-}
 
 /// Lock-free counters; every field is a relaxed atomic.
 #[derive(Debug, Default)]
@@ -263,116 +75,6 @@ impl CounterValues {
     }
     pub fn errors_total(&self) -> u64 {
         self.errors_by_kind.values().sum()
-    }
-}
-
-/// Which sessions are joined to which known room, so a sent message knows how many deliveries
-/// to expect. The room set is fixed at setup, so lookups need no lock.
-#[derive(Debug, Default)]
-pub struct RoomTable {
-    index: HashMap<String, usize>,
-    /// Sessions in each room. A lock rather than an atomic: a send and a join or leave of the
-    /// same room must be ordered, so that "was this session counted for that message" has one
-    /// answer on both sides (see [`RoomTable::join`]).
-    joined: Vec<Mutex<u64>>,
-    /// One sequence for sends, joins and leaves of every room, taken under the room's lock.
-    clock: AtomicU64,
-    /// Tickets of the posts to each room whose HTTP answer has not come back yet: the server
-    /// may not have broadcast them, so a session leaving the room waits for the ones that
-    /// started before it left (and only those: at high rates a room is rarely idle).
-    sending: Vec<Mutex<BTreeSet<u64>>>,
-    next_ticket: AtomicU64,
-}
-
-impl RoomTable {
-    pub fn new<I: IntoIterator<Item = String>>(rooms: I) -> RoomTable {
-        let mut index = HashMap::new();
-        for room in rooms {
-            let next = index.len();
-            index.entry(room.to_ascii_lowercase()).or_insert(next);
-        }
-        let joined = (0..index.len()).map(|_| Mutex::new(0)).collect();
-        let sending = (0..index.len()).map(|_| Mutex::default()).collect();
-        RoomTable {
-            index,
-            joined,
-            sending,
-            next_ticket: AtomicU64::new(0),
-            clock: AtomicU64::new(0),
-        }
-    }
-
-    fn position(&self, room: &str) -> Option<usize> {
-        match self.index.get(room) {
-            Some(i) => Some(*i),
-            // Room names are lowercase UUIDs; only a hand-written id needs the slow path.
-            None => self.index.get(&room.to_ascii_lowercase()).copied(),
-        }
-    }
-
-    fn slot(&self, room: &str) -> Option<std::sync::MutexGuard<'_, u64>> {
-        let slot = self.joined.get(self.position(room)?)?;
-        Some(slot.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    fn in_flight(&self, room: &str) -> Option<std::sync::MutexGuard<'_, BTreeSet<u64>>> {
-        let slot = self.sending.get(self.position(room)?)?;
-        Some(slot.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// A post to `room` is on its way to the server; answers its ticket for [`Self::send_finished`].
-    pub fn send_started(&self, room: &str) -> u64 {
-        let ticket = self.next_ticket.fetch_add(1, Relaxed);
-        if let Some(mut set) = self.in_flight(room) {
-            set.insert(ticket);
-        }
-        ticket
-    }
-
-    /// The server answered the post with this ticket: its broadcast is queued on every socket
-    /// that was in the room.
-    pub fn send_finished(&self, room: &str, ticket: u64) {
-        if let Some(mut set) = self.in_flight(room) {
-            set.remove(&ticket);
-        }
-    }
-
-    /// The ticket the next post will get: posts that started before now have smaller ones.
-    pub fn send_watermark(&self) -> u64 {
-        self.next_ticket.load(Relaxed)
-    }
-
-    /// Whether every post to `room` that started before `watermark` has been answered.
-    pub fn sends_settled(&self, room: &str, watermark: u64) -> bool {
-        self.in_flight(room)
-            .is_none_or(|set| set.first().is_none_or(|first| *first >= watermark))
-    }
-
-    /// A session joined `room`: answers the sequence number of the join, or `None` for a room
-    /// outside the table (ids the scenario made up), which is not tracked. A message counts this
-    /// session as a receiver exactly when its sequence number (in its nonce) lies between the
-    /// session's join and leave numbers.
-    pub fn join(&self, room: &str) -> Option<u64> {
-        let mut members = self.slot(room)?;
-        *members += 1;
-        Some(self.clock.fetch_add(1, Relaxed))
-    }
-
-    /// A session left `room` or disconnected while joined: the sequence number of the leave.
-    pub fn leave(&self, room: &str) -> Option<u64> {
-        let mut members = self.slot(room)?;
-        // Never wrap below zero if a runner reports a leave twice.
-        *members = members.saturating_sub(1);
-        Some(self.clock.fetch_add(1, Relaxed))
-    }
-
-    /// A message to `room` is being sent: the receivers to expect and its sequence number,
-    /// ordered against joins and leaves of the room.
-    fn send(&self, room: &str) -> (u64, u64) {
-        match self.slot(room) {
-            Some(members) => (*members, self.clock.fetch_add(1, Relaxed)),
-            None => (0, self.clock.fetch_add(1, Relaxed)),
-        }
     }
 }
 
@@ -614,30 +316,6 @@ impl Drop for Recorder {
     }
 }
 
-/// CPU seconds and peak resident memory of this process, read from /proc (Linux only; other
-/// systems get `None` and the report says so).
-pub fn process_usage() -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The command name may contain spaces or parentheses; fields resume after the last ')'.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the file, 12 and 13 after the name.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    // USER_HZ is 100 on every Linux ABI in use; /proc reports in those ticks.
-    let cpu = (utime + stime) / 100.0;
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let hwm_kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some((cpu, hwm_kb * 1024))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -775,13 +453,5 @@ mod tests {
         let (c, h) = m.snapshot();
         assert_eq!(c.messages_received, 4000);
         assert_eq!(h.get(Latency::Connect).len(), 4000);
-    }
-
-    #[test]
-    fn process_usage_reads_proc_on_linux() {
-        if cfg!(target_os = "linux") {
-            let (cpu, rss) = process_usage().expect("/proc is readable");
-            assert!(cpu >= 0.0 && rss > 0);
-        }
     }
 }
