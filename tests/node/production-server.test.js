@@ -21,7 +21,6 @@ const DEV_SECRET = "scmarket-ws-development-secret-do-not-use-in-production";
 // Ids of src/store/demo.yaml.
 const USER_ID = {
   alice: "5c000000-0000-4000-8000-000000000001",
-  carol: "5c000000-0000-4000-8000-000000000003",
   dave: "5c000000-0000-4000-8000-000000000004",
 };
 const CHAT = {

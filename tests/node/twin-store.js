@@ -244,12 +244,6 @@ class Store {
     return chat;
   }
 
-  // The chat with this id as the database would find it (any form Postgres' uuid accepts).
-  chatById(id) {
-    const canonical = postgresUuid(id);
-    return (canonical && this.chats.get(canonical)) || null;
-  }
-
   // Ids of the chats the user takes part in, in id order.
   participantChatIds(userId) {
     const ids = [];
