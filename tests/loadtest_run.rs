@@ -268,7 +268,9 @@ fn an_unreachable_target_fails_with_a_hint_and_no_report() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_against_a_running_serve() {
-    let server = common::start_dev_server(&["--handshake-rate", "0", "--event-rate", "0"]).await;
+    let server =
+        common::start_dev_server_with(|c| (c.limits.handshake_rate, c.limits.event_rate) = (0, 0))
+            .await;
     let url = server.http_url();
     let smoke = scenario("smoke.yaml");
     let (code, report, _, stderr) = tokio::task::spawn_blocking(move || {

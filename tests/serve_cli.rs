@@ -235,7 +235,7 @@ async fn seed_file_loads_custom_fixtures() {
          \x20   messages:\n      - { author: yan, content: first }\n",
     )
     .unwrap();
-    let server = common::start_dev_server(&["--seed", seed.to_str().unwrap()]).await;
+    let server = common::start_dev_server_with(|c| c.store.seed = Some(seed.clone())).await;
     let base = server.http_url();
     let cookie = common::session_cookie(&base, "zed").await;
     let chats: serde_json::Value = common::get_json(
