@@ -1,13 +1,14 @@
 //! `spec`: the real binary on the real TSOA fixture, and the result checked by a real OpenAPI
 //! validator (openapi-spec-validator from PyPI, installed into a venv under target/ on first use).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_scmarket-ws");
 const MERGED_KEYS: [&str; 3] = ["components", "webhooks", "x-websocket"];
 const WS_SCHEMAS: [&str; 3] = ["WebSocketMessage", "JoinRoomRequest", "LeaveRoomRequest"];
 
@@ -16,7 +17,7 @@ fn fixture() -> PathBuf {
 }
 
 fn spec(args: &[&str]) -> Output {
-    Command::new(BIN)
+    common::binary::command()
         .arg("spec")
         .args(args)
         .output()

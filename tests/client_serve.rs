@@ -21,13 +21,7 @@ struct Out {
 }
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_scmarket-ws"));
-    c.env("NO_COLOR", "1")
-        .env_remove("SCMARKET_WS_COOKIE")
-        .env_remove("SCMARKET_WS_JWT")
-        .env_remove("RUST_LOG")
-        .kill_on_drop(true);
-    c
+    common::binary::async_command()
 }
 
 async fn run_with(args: &[&str], env: &[(&str, &str)]) -> Out {

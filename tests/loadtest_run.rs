@@ -26,13 +26,12 @@ fn load_test(args: &[&str]) -> (i32, Value, String, String) {
 fn load_test_in(cwd: &Path, args: &[&str]) -> (i32, Value, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_scmarket-ws"))
+    let out = common::binary::command()
         .arg("-q")
         .arg("load-test")
         .args(args)
         .arg("--output")
         .arg(&report)
-        .env_remove("RUST_LOG")
         .current_dir(cwd)
         .output()
         .expect("the binary runs");

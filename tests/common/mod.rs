@@ -1,5 +1,6 @@
-//! Shared by the integration tests: the real server on an ephemeral loopback port, raw
-//! Engine.IO frames (`raw`), and the real Node peers from the npm registry.
+//! Shared by the integration tests: the real server on an ephemeral loopback port, the real
+//! binary in a clean environment (`binary`), raw Engine.IO frames (`raw`), and the real Node
+//! peers from the npm registry.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::sync::OnceLock;
 
 use scmarket_ws::server::{Config, RunningServer};
 
+pub mod binary;
 pub mod raw;
 
 /// Start a throwaway dev server in this process: `Config::ephemeral_dev()`, that is dev mode on
