@@ -621,7 +621,7 @@ async fn serves_its_openapi_document_and_offline_docs() {
         .json()
         .await
         .unwrap();
-    assert_eq!(doc, scmarket_ws::apidoc::server_document());
+    assert_eq!(doc, scmarket_ws::apidoc::server_document(true));
     assert!(
         doc["paths"]["/api/chats/{chat_id}/messages"]["post"].is_object(),
         "{doc}"

@@ -1,5 +1,5 @@
 //! The reference realtime server behind `serve`, started in-process from a [`Config`]. The
-//! router is assembled here, in one place.
+//! router is assembled here, in one place, from the route table of `routes.rs`.
 
 pub mod access;
 pub mod auth;
@@ -9,6 +9,7 @@ pub mod limits;
 pub mod metrics;
 pub mod realtime;
 pub mod rest;
+pub mod routes;
 
 use std::net::SocketAddr;
 use std::ops::Deref;
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use socketioxide::SocketIo;
 use socketioxide::handler::ConnectHandler;
 use tokio::sync::oneshot;
@@ -31,6 +32,7 @@ pub use config::{Config, EngineConfig, LimitsConfig, SecretsConfig, StoreConfig}
 use handshake::OriginPolicy;
 use limits::Limits;
 use metrics::Metrics;
+use routes::Route;
 
 /// What every handler shares.
 pub struct App {
@@ -40,6 +42,8 @@ pub struct App {
     pub limits: Limits,
     pub origins: OriginPolicy,
     pub engine_path: String,
+    /// Whether the dev-only routes are mounted (and so documented in `/openapi.json`).
+    pub dev: bool,
 }
 
 #[derive(Clone)]
@@ -159,6 +163,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         limits: Limits::new(&config.limits),
         origins: OriginPolicy::new(&config.allowed_origins),
         engine_path: path.clone(),
+        dev: config.dev,
     }));
 
     let engine = &config.engine;
@@ -179,20 +184,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         app: app.clone(),
         io: io.clone(),
     };
-    let mut api = Router::new()
-        .route("/healthz", get(rest::healthz))
-        .route("/metrics", get(rest::metrics))
-        .route("/openapi.json", get(rest::openapi))
-        .route("/docs", get(rest::docs))
-        .route("/api/chats", get(rest::list_chats).post(rest::create_chat))
-        .route("/api/chats/{chat_id}", get(rest::get_chat))
-        .route("/api/chats/{chat_id}/messages", post(rest::post_message));
-    if config.dev {
-        api = api
-            .route("/api/dev/login", post(rest::dev_login))
-            .route("/api/dev/chats", post(rest::dev_create_chat))
-            .route("/api/dev/ban", post(rest::dev_ban));
-    }
+    // Routes sharing a path (GET and POST /api/chats) merge into one method router.
+    let api = Route::served(config.dev).fold(Router::new(), |router, route| {
+        router.route(route.path(), handler(route))
+    });
     let router = api
         .fallback(rest::not_found)
         .with_state(http)
@@ -240,4 +235,22 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         io,
         app,
     })
+}
+
+/// The handler of each route of the table (`routes.rs`); `apidoc::server_doc` documents the
+/// same table.
+fn handler(route: Route) -> MethodRouter<HttpState> {
+    match route {
+        Route::Healthz => get(rest::healthz),
+        Route::Metrics => get(rest::metrics),
+        Route::OpenApi => get(rest::openapi),
+        Route::Docs => get(rest::docs),
+        Route::ListChats => get(rest::list_chats),
+        Route::CreateChat => post(rest::create_chat),
+        Route::GetChat => get(rest::get_chat),
+        Route::PostMessage => post(rest::post_message),
+        Route::DevLogin => post(rest::dev_login),
+        Route::DevCreateChat => post(rest::dev_create_chat),
+        Route::DevBan => post(rest::dev_ban),
+    }
 }

@@ -17,8 +17,9 @@ use super::auth::{self, Refusal};
 use super::realtime::user_room;
 use crate::protocol::{
     ACCESS_COOKIE, ACCESS_TOKEN_LIFETIME, ChatId, CreateChatRequest, CreatedChat, DataEnvelope,
-    DevCreateChatRequest, DevLoginRequest, DevLoginResponse, ErrorBody, ErrorEnvelope,
-    MAX_CONTENT_CHARS, PostMessageRequest, ResultSuccess, SERVER_MESSAGE, SESSION_COOKIE,
+    DevBanRequest, DevCreateChatRequest, DevLoginRequest, DevLoginResponse, ErrorBody,
+    ErrorEnvelope, MAX_CONTENT_CHARS, PostMessageRequest, ResultSuccess, SERVER_MESSAGE,
+    SESSION_COOKIE,
 };
 use crate::store::{StoreError, User};
 
@@ -303,17 +304,6 @@ pub async fn dev_create_chat(
     data(CreatedChat { chat_id })
 }
 
-#[derive(serde::Deserialize)]
-pub struct DevBanRequest {
-    pub username: String,
-    #[serde(default = "yes")]
-    pub banned: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
 /// Dev only: ban (or unban) a user and close every socket they have open, to exercise the
 /// re-checks production lacks.
 pub async fn dev_ban(State(state): State<HttpState>, body: Bytes) -> ApiResult<ResultSuccess> {
@@ -339,11 +329,14 @@ pub async fn dev_ban(State(state): State<HttpState>, body: Bytes) -> ApiResult<R
     })
 }
 
-/// `GET /openapi.json`: this server's REST routes merged with the websocket docs, built once.
-pub async fn openapi() -> Response {
-    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let body = DOCUMENT.get_or_init(|| {
-        serde_json::to_string_pretty(&crate::apidoc::server_document())
+/// `GET /openapi.json`: the routes this server serves (`routes.rs`: the dev-only ones only with
+/// `--dev`) merged with the websocket docs, built once per process for each mode.
+pub async fn openapi(State(state): State<HttpState>) -> Response {
+    static DOCUMENTS: [std::sync::OnceLock<String>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    let dev = state.app.dev;
+    let body = DOCUMENTS[usize::from(dev)].get_or_init(|| {
+        serde_json::to_string_pretty(&crate::apidoc::server_document(dev))
             .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the document: {e}\"}}"))
     });
     ([(header::CONTENT_TYPE, "application/json")], body.as_str()).into_response()
