@@ -55,7 +55,7 @@ async fn viewing_rule_for_every_chat_kind() {
         ("alice", OFFER_CHAT, false),
         ("alice", DIRECT_CHAT, true),
         ("bob", DIRECT_CHAT, true),
-        ("carol", DIRECT_CHAT, false), // production lets any logged-in user in (defect 6)
+        ("carol", DIRECT_CHAT, false), // production lets any logged-in user in (`open-direct-chats`)
         ("admin", DIRECT_CHAT, false),
         ("carol", GROUP_CHAT, true),
         ("erin", GROUP_CHAT, false),

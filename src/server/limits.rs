@@ -1,4 +1,5 @@
-//! The limits the seed document asks for: handshakes per IP, events per socket, sockets per user.
+//! The limits of the README's `serve` flag table: handshakes per IP, events per socket, sockets
+//! per user.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;

@@ -127,7 +127,7 @@ async fn viewable_chat(state: &HttpState, user: &User, chat_id: ChatId) -> Resul
 }
 
 /// `POST /api/chats/:chat_id/messages`: store, broadcast `serverMessage`, answer Success.
-/// A 403 stores and broadcasts nothing (production defect 3).
+/// A 403 stores and broadcasts nothing (the `post-after-403` defect of ARCHITECTURE.md).
 pub async fn post_message(
     State(state): State<HttpState>,
     Path(chat_id): Path<String>,
@@ -305,7 +305,7 @@ pub async fn dev_create_chat(
 }
 
 /// Dev only: ban (or unban) a user and close every socket they have open, to exercise the
-/// re-checks production lacks.
+/// re-checks production lacks (the `banned-users-connect` defect of ARCHITECTURE.md).
 pub async fn dev_ban(State(state): State<HttpState>, body: Bytes) -> ApiResult<ResultSuccess> {
     let request: DevBanRequest = json_body(&body)?;
     let user = state
