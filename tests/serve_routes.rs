@@ -1,6 +1,7 @@
 //! The REST routes a running server answers and the ones its `/openapi.json` documents are the
 //! same set, with and without `--dev`: every documented operation is served, every route of the
-//! table is documented, and no other method is served on a documented path.
+//! table is documented, no other method is served on a documented path, and what an
+//! unauthenticated request gets with a 200 has the documented media type.
 
 mod common;
 
@@ -22,13 +23,16 @@ const PROBED: [Method; 5] = [
 
 type Operation = (String, String);
 
-async fn documented(base: &str) -> BTreeSet<Operation> {
-    let doc: Value = reqwest::get(format!("{base}/openapi.json"))
+async fn document(base: &str) -> Value {
+    reqwest::get(format!("{base}/openapi.json"))
         .await
         .expect("GET /openapi.json")
         .json()
         .await
-        .expect("the document is JSON");
+        .expect("the document is JSON")
+}
+
+fn operations(doc: &Value) -> BTreeSet<Operation> {
     let paths = doc["paths"].as_object().expect("a paths object");
     paths
         .iter()
@@ -42,11 +46,32 @@ async fn documented(base: &str) -> BTreeSet<Operation> {
         .collect()
 }
 
-/// Whether the router has a route for this method and path: anything but the fallback's 404
-/// ("No such route") and axum's 405 for a known path with another method. The probe carries no
-/// cookie and an empty JSON object, so every real handler answers without changing anything
-/// (401, 400, or a read).
-async fn served(http: &reqwest::Client, base: &str, method: &Method, path: &str) -> bool {
+/// The media type without parameters: `text/plain; charset=utf-8` is `text/plain`.
+fn essence(media_type: &str) -> &str {
+    media_type.split(';').next().unwrap_or("").trim()
+}
+
+struct Answer {
+    status: u16,
+    media_type: String,
+    body: String,
+}
+
+impl Answer {
+    /// Whether the router has a route for the request: anything but the fallback's 404
+    /// ("No such route") and axum's 405 for a known path with another method.
+    fn served(&self) -> bool {
+        match self.status {
+            405 => false,
+            404 => !self.body.contains("No such route"),
+            _ => true,
+        }
+    }
+}
+
+/// The probe carries no cookie and an empty JSON object, so every real handler answers without
+/// changing anything (401, 400, or a read).
+async fn probe(http: &reqwest::Client, base: &str, method: &Method, path: &str) -> Answer {
     let url = format!("{base}{}", path.replace("{chat_id}", common::DIRECT_CHAT));
     let response = http
         .request(method.clone(), url)
@@ -55,11 +80,17 @@ async fn served(http: &reqwest::Client, base: &str, method: &Method, path: &str)
         .await
         .expect("probe request");
     let status = response.status().as_u16();
+    let media_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| essence(v).to_string())
+        .unwrap_or_default();
     let body = response.text().await.unwrap_or_default();
-    match status {
-        405 => false,
-        404 => !body.contains("No such route"),
-        _ => true,
+    Answer {
+        status,
+        media_type,
+        body,
     }
 }
 
@@ -76,7 +107,8 @@ async fn check(dev: bool) {
     })
     .await;
     let base = server.http_url();
-    let documented = documented(&base).await;
+    let doc = document(&base).await;
+    let documented = operations(&doc);
     assert_eq!(
         documented,
         table(dev),
@@ -87,8 +119,21 @@ async fn check(dev: bool) {
     for path in paths {
         for method in &PROBED {
             let in_doc = documented.contains(&(method.to_string(), path.to_string()));
+            let answer = probe(&http, &base, method, path).await;
+            if in_doc && answer.status == 200 {
+                let documented_types = doc["paths"][path][method.as_str().to_ascii_lowercase()]
+                    ["responses"]["200"]["content"]
+                    .as_object()
+                    .map(|c| c.keys().map(|k| essence(k).to_string()).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                assert!(
+                    documented_types.contains(&answer.media_type),
+                    "{method} {path} answers {} but documents {documented_types:?}",
+                    answer.media_type
+                );
+            }
             assert_eq!(
-                served(&http, &base, method, path).await,
+                answer.served(),
                 in_doc,
                 "{method} {path} (dev: {dev}): {}",
                 if in_doc {
@@ -115,7 +160,7 @@ async fn a_server_without_dev_serves_exactly_what_it_documents() {
 #[tokio::test]
 async fn the_ban_helper_is_documented() {
     let server = common::start_dev_server().await;
-    let documented = documented(&server.http_url()).await;
+    let documented = operations(&document(&server.http_url()).await);
     assert!(
         documented.contains(&("POST".to_string(), "/api/dev/ban".to_string())),
         "{documented:?}"

@@ -12,6 +12,7 @@ use crate::protocol::{
     DevCreateChatRequest, DevLoginRequest, DevLoginResponse, ErrorEnvelope, PostMessageRequest,
     ResultSuccess,
 };
+use crate::server::rest::METRICS_CONTENT_TYPE;
 use crate::server::routes::Route;
 
 /// A self-contained HTML page (no CDN, no external asset) that fetches `/openapi.json` and
@@ -166,8 +167,8 @@ fn operation(route: Route) -> Value {
             "summary": "Prometheus metrics",
             "operationId": "metrics",
             "responses": {"200": {
-                "description": "Metrics in the Prometheus text exposition format.",
-                "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
+                "description": "Metrics in the OpenMetrics text format (Prometheus scrapes it).",
+                "content": {METRICS_CONTENT_TYPE: {"schema": {"type": "string"}}},
             }},
         }),
         Route::OpenApi => json!({

@@ -351,12 +351,12 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// What `GET /metrics` answers: the OpenMetrics text format, which Prometheus scrapes.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 pub async fn metrics(State(state): State<HttpState>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
         state.app.metrics.render(),
     )
         .into_response()
