@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::protocol;
+use crate::server::{Config, EngineConfig, LimitsConfig, SecretsConfig, StoreConfig};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -126,6 +127,48 @@ pub struct ServeArgs {
     /// counted under room="other" so the metric's cardinality stays bounded.
     #[arg(long, default_value_t = 100)]
     pub metrics_room_labels: usize,
+}
+
+impl StoreArgs {
+    /// The secrets as given; `SecretsConfig::resolve` applies `--dev`'s fallback.
+    pub fn secrets(&self) -> SecretsConfig {
+        SecretsConfig {
+            session: self.session_secret.clone(),
+            jwt: self.jwt_secret.clone(),
+        }
+    }
+}
+
+/// `serve`'s flags as the library's server configuration: the one place a command line becomes
+/// a `server::Config`.
+impl From<ServeArgs> for Config {
+    fn from(args: ServeArgs) -> Self {
+        Config {
+            listen: args.listen,
+            dev: args.store.dev,
+            secrets: args.store.secrets(),
+            store: StoreConfig {
+                database: args.store.database,
+                seed: args.seed,
+            },
+            engine: EngineConfig {
+                path: args.path,
+                ping_interval: args.ping_interval,
+                ping_timeout: args.ping_timeout,
+                connect_timeout: args.connect_timeout,
+                max_payload: args.max_payload,
+            },
+            allowed_origins: args.allowed_origins,
+            limits: LimitsConfig {
+                handshake_rate: args.handshake_rate,
+                handshake_burst: args.handshake_burst,
+                event_rate: args.event_rate,
+                event_burst: args.event_burst,
+                max_connections_per_user: args.max_connections_per_user,
+            },
+            metrics_room_labels: args.metrics_room_labels,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -413,5 +456,118 @@ pub fn parse_percent(text: &str) -> Result<f64, String> {
     match number.parse::<f64>() {
         Ok(n) if n.is_finite() && n >= 0.0 => Ok(n / 100.0),
         _ => Err(format!("`{text}` is not a percentage: write e.g. 10%")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(argv: &[&str]) -> Config {
+        let argv = ["scmarket-ws", "serve"].iter().chain(argv);
+        match Cli::try_parse_from(argv)
+            .expect("valid serve flags")
+            .command
+        {
+            Command::Serve(args) => Config::from(args),
+            other => panic!("expected serve, got {other:?}"),
+        }
+    }
+
+    /// `serve` without flags is `Config::default()`: the flags' defaults and the library's
+    /// cannot drift apart. (Flags that read the environment are given, so a developer's
+    /// SCMARKET_WS_DATABASE, SESSION_SECRET or JWT_SECRET cannot make this pass or fail.)
+    #[test]
+    fn serve_defaults_are_the_config_defaults() {
+        let config = serve(&["--database", crate::server::config::DEFAULT_DATABASE]);
+        let default = Config::default();
+        assert_eq!(config.listen, default.listen);
+        assert_eq!(config.dev, default.dev);
+        assert_eq!(config.store, default.store);
+        assert_eq!(config.engine, default.engine);
+        assert_eq!(config.allowed_origins, default.allowed_origins);
+        assert_eq!(config.limits, default.limits);
+        assert_eq!(config.metrics_room_labels, default.metrics_room_labels);
+    }
+
+    #[test]
+    fn every_serve_flag_reaches_the_config() {
+        let config = serve(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--path",
+            "/rt",
+            "--database",
+            "x.db",
+            "--seed",
+            "s.yaml",
+            "--session-secret",
+            "ss",
+            "--jwt-secret",
+            "jj",
+            "--dev",
+            "--ping-interval",
+            "1s",
+            "--ping-timeout",
+            "2s",
+            "--connect-timeout",
+            "3s",
+            "--max-payload",
+            "4",
+            "--allowed-origin",
+            "https://a",
+            "--allowed-origin",
+            "https://b",
+            "--handshake-rate",
+            "5",
+            "--handshake-burst",
+            "6",
+            "--event-rate",
+            "7",
+            "--event-burst",
+            "8",
+            "--max-connections-per-user",
+            "9",
+            "--metrics-room-labels",
+            "10",
+        ]);
+        assert_eq!(config.listen.port(), 0);
+        assert!(config.dev);
+        assert_eq!(
+            config.store,
+            StoreConfig {
+                database: "x.db".into(),
+                seed: Some("s.yaml".into())
+            }
+        );
+        assert_eq!(
+            config.secrets,
+            SecretsConfig {
+                session: Some("ss".into()),
+                jwt: Some("jj".into())
+            }
+        );
+        assert_eq!(
+            config.engine,
+            EngineConfig {
+                path: "/rt".into(),
+                ping_interval: Duration::from_secs(1),
+                ping_timeout: Duration::from_secs(2),
+                connect_timeout: Duration::from_secs(3),
+                max_payload: 4,
+            }
+        );
+        assert_eq!(config.allowed_origins, ["https://a", "https://b"]);
+        assert_eq!(
+            config.limits,
+            LimitsConfig {
+                handshake_rate: 5,
+                handshake_burst: 6,
+                event_rate: 7,
+                event_burst: 8,
+                max_connections_per_user: 9,
+            }
+        );
+        assert_eq!(config.metrics_room_labels, 10);
     }
 }

@@ -338,6 +338,18 @@ pub struct DevCreateChatRequest {
     pub name: Option<String>,
 }
 
+/// Body of the dev-only `POST /api/dev/ban`: bans (or with `banned: false` unbans) a user.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DevBanRequest {
+    pub username: String,
+    #[serde(default = "yes")]
+    pub banned: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 /// Answer of the dev-only `POST /api/dev/chats` and of `POST /api/chats` (production's answer
 /// to the latter lacks the id; the reference server adds it).
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]

@@ -1,13 +1,14 @@
 //! `spec`: the real binary on the real TSOA fixture, and the result checked by a real OpenAPI
 //! validator (openapi-spec-validator from PyPI, installed into a venv under target/ on first use).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_scmarket-ws");
 const MERGED_KEYS: [&str; 3] = ["components", "webhooks", "x-websocket"];
 const WS_SCHEMAS: [&str; 3] = ["WebSocketMessage", "JoinRoomRequest", "LeaveRoomRequest"];
 
@@ -16,7 +17,7 @@ fn fixture() -> PathBuf {
 }
 
 fn spec(args: &[&str]) -> Output {
-    Command::new(BIN)
+    common::binary::command()
         .arg("spec")
         .args(args)
         .output()
@@ -737,7 +738,18 @@ fn merged_fixture_raised_to_3_1_is_valid_openapi() {
 fn server_document_is_valid_openapi() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("server.json");
-    let doc = scmarket_ws::apidoc::server_document();
+    // Without --dev the document lists fewer routes; it must be valid as well.
+    let without_dev = dir.path().join("server-without-dev.json");
+    let plain = scmarket_ws::apidoc::server_document(false);
+    std::fs::write(&without_dev, serde_json::to_string_pretty(&plain).unwrap()).unwrap();
+    let result = validate(&without_dev);
+    assert!(
+        result.status.success(),
+        "{}{}",
+        text(&result.stdout),
+        text(&result.stderr)
+    );
+    let doc = scmarket_ws::apidoc::server_document(true);
     std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
     let result = validate(&out);
     assert!(
@@ -757,6 +769,7 @@ fn server_document_is_valid_openapi() {
         "/api/chats/{chat_id}/messages",
         "/api/dev/login",
         "/api/dev/chats",
+        "/api/dev/ban",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
@@ -786,7 +799,7 @@ fn spec_websocket_is_valid_openapi() {
 }
 
 /// The docs page's script, run by Node against a minimal stand-in for the DOM and `fetch`
-/// serving `server_document()`: it must render every path, webhook, schema and event without
+/// serving `server_document(true)`: it must render every path, webhook, schema and event without
 /// throwing. (No browser on CI machines; this catches the script's own errors.)
 #[test]
 fn docs_page_renders_the_server_document() {
@@ -794,7 +807,7 @@ fn docs_page_renders_the_server_document() {
     let start = page.find("<script>").expect("inline script") + "<script>".len();
     let end = page.rfind("</script>").expect("script end");
     let script = &page[start..end];
-    let doc = serde_json::to_string(&scmarket_ws::apidoc::server_document()).unwrap();
+    let doc = serde_json::to_string(&scmarket_ws::apidoc::server_document(true)).unwrap();
     let harness = format!(
         r#"
 class Node {{

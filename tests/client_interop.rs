@@ -85,13 +85,7 @@ struct Out {
 }
 
 fn bin() -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_scmarket-ws"));
-    c.env("NO_COLOR", "1")
-        .env_remove("SCMARKET_WS_COOKIE")
-        .env_remove("SCMARKET_WS_JWT")
-        .env_remove("RUST_LOG")
-        .kill_on_drop(true);
-    c
+    common::binary::async_command()
 }
 
 async fn run(args: &[&str]) -> Out {

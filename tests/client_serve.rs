@@ -21,13 +21,7 @@ struct Out {
 }
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_scmarket-ws"));
-    c.env("NO_COLOR", "1")
-        .env_remove("SCMARKET_WS_COOKIE")
-        .env_remove("SCMARKET_WS_JWT")
-        .env_remove("RUST_LOG")
-        .kill_on_drop(true);
-    c
+    common::binary::async_command()
 }
 
 async fn run_with(args: &[&str], env: &[(&str, &str)]) -> Out {
@@ -64,7 +58,7 @@ fn cookie_value(cookie: &str) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_reports_the_handshake_on_every_transport() {
-    let server = common::start_dev_server(&[]).await;
+    let server = common::start_dev_server().await;
     let url = server.http_url();
 
     let out = run(&["connect", &url, "--login", "alice"]).await;
@@ -108,7 +102,7 @@ async fn connect_reports_the_handshake_on_every_transport() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_cookie_kinds_authenticate_and_stay_secret() {
-    let server = common::start_dev_server(&[]).await;
+    let server = common::start_dev_server().await;
     let url = server.http_url();
     let login = common::dev_login(&url, "carol").await;
     let jwt = cookie_value(&login.access_cookie).to_string();
@@ -157,7 +151,7 @@ async fn both_cookie_kinds_authenticate_and_stay_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_failure_has_its_exit_code_and_advice() {
-    let server = common::start_dev_server(&[]).await;
+    let server = common::start_dev_server().await;
     let url = server.http_url();
 
     // 2: bad usage.
@@ -235,8 +229,10 @@ async fn each_failure_has_its_exit_code_and_advice() {
 
     // 1: a refused room, and a handshake over the server's limits (HTTP 429, not a refusal of
     // the credentials).
-    let limited =
-        common::start_dev_server(&["--handshake-rate", "1", "--handshake-burst", "1"]).await;
+    let limited = common::start_dev_server_with(|c| {
+        (c.limits.handshake_rate, c.limits.handshake_burst) = (1, 1)
+    })
+    .await;
     let limited_url = limited.http_url();
     let jwt_cookie = common::dev_login(&limited_url, "bob").await.access_cookie;
     let mut last = run(&["connect", &limited_url, "--cookie", &jwt_cookie]).await;
@@ -261,7 +257,7 @@ async fn each_failure_has_its_exit_code_and_advice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_reports_each_room_with_the_reason() {
-    let server = common::start_dev_server(&[]).await;
+    let server = common::start_dev_server().await;
     let url = server.http_url();
 
     let out = run(&[
@@ -332,9 +328,9 @@ async fn restart_and_wait_for_a_socket(
 ) -> scmarket_ws::server::RunningServer {
     server.shutdown().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut args = common::serve_args(&[]);
-    args.listen = addr;
-    let server = scmarket_ws::server::start(args)
+    let mut config = scmarket_ws::server::Config::ephemeral_dev();
+    config.listen = addr;
+    let server = scmarket_ws::server::start(config)
         .await
         .expect("a second server starts on the same port");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -394,7 +390,7 @@ async fn finish(child: tokio::process::Child, reader: tokio::task::JoinHandle<St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_streams_messages_as_text_and_ndjson() {
-    let server = common::start_dev_server(&[]).await;
+    let server = common::start_dev_server().await;
     let url = server.http_url();
     let alice = common::session_cookie(&url, "alice").await;
 
@@ -451,7 +447,7 @@ async fn listen_streams_messages_as_text_and_ndjson() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_exits_5_when_the_count_is_not_reached_and_filters_events() {
-    let server = common::start_dev_server(&[]).await;
+    let server = common::start_dev_server().await;
     let url = server.http_url();
     let out = run(&[
         "listen",
@@ -492,7 +488,7 @@ async fn listen_exits_5_when_the_count_is_not_reached_and_filters_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_reconnects_after_a_restart_and_rejoins_its_rooms() {
-    let server = common::start_dev_server(&[]).await;
+    let server = common::start_dev_server().await;
     let url = server.http_url();
     let addr = server.local_addr();
     // The JWT survives a restart of an in-memory server (fixed dev secret and demo ids); the
@@ -541,7 +537,7 @@ async fn listen_reconnects_after_a_restart_and_rejoins_its_rooms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_without_reconnect_exits_1_when_the_server_goes() {
-    let server = common::start_dev_server(&[]).await;
+    let server = common::start_dev_server().await;
     let url = server.http_url();
     let (child, err) = spawn_listen(&[
         &url,
@@ -560,7 +556,9 @@ async fn listen_without_reconnect_exits_1_when_the_server_goes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_hold_ends_with_a_reason() {
-    let server = common::start_dev_server(&["--ping-interval", "200ms"]).await;
+    let server =
+        common::start_dev_server_with(|c| c.engine.ping_interval = Duration::from_millis(200))
+            .await;
     let url = server.http_url();
     let out = run(&[
         "connect", &url, "--login", "bob", "--hold", "700ms", "--json",
@@ -593,7 +591,7 @@ async fn connect_hold_ends_with_a_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_ends_cleanly_on_ctrl_c_with_a_summary() {
-    let server = common::start_dev_server(&[]).await;
+    let server = common::start_dev_server().await;
     let url = server.http_url();
     let (child, err) = spawn_listen(&[&url, "--login", "bob"]).await;
     let pid = child.id().expect("listen is running").to_string();
@@ -615,7 +613,7 @@ async fn listen_ends_cleanly_on_ctrl_c_with_a_summary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_ends_quietly_when_its_reader_goes_away() {
-    let server = common::start_dev_server(&[]).await;
+    let server = common::start_dev_server().await;
     let url = server.http_url();
     let alice = common::session_cookie(&url, "alice").await;
     let (mut child, err) = spawn_listen(&[&url, "--login", "bob", "--json"]).await;
@@ -639,7 +637,7 @@ async fn listen_ends_quietly_when_its_reader_goes_away() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_with_login_logs_in_again_when_a_restart_voids_its_cookies() {
-    let server = common::start_dev_server(&[]).await;
+    let server = common::start_dev_server().await;
     let url = server.http_url();
     let addr = server.local_addr();
     // zed is created by the dev login with a random id: after a restart of an in-memory server

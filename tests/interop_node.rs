@@ -62,7 +62,7 @@ fn check_conversation(seen: &[Value]) {
 
 #[tokio::test]
 async fn production_web_client_over_websocket() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
     let cookie = session_cookie(&base, "alice").await;
     let seen = run_web_client(&base, &cookie, DIRECT_CHAT, r#"["websocket","polling"]"#).await;
@@ -73,7 +73,7 @@ async fn production_web_client_over_websocket() {
 
 #[tokio::test]
 async fn web_client_polling_then_upgrade_with_access_token() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
     let cookie = dev_login(&base, "alice").await.access_cookie;
     let seen = run_web_client(&base, &cookie, DIRECT_CHAT, r#"["polling","websocket"]"#).await;
@@ -86,7 +86,7 @@ async fn web_client_polling_then_upgrade_with_access_token() {
 
 #[tokio::test]
 async fn web_client_polling_only() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
     let cookie = session_cookie(&base, "alice").await;
     let seen = run_web_client(&base, &cookie, DIRECT_CHAT, r#"["polling"]"#).await;
@@ -97,7 +97,7 @@ async fn web_client_polling_only() {
 
 #[tokio::test]
 async fn web_client_without_cookie_gets_a_connect_error() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
     for transports in [r#"["websocket"]"#, r#"["polling"]"#] {
         let seen = run_web_client(&base, "", DIRECT_CHAT, transports).await;

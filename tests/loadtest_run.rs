@@ -26,13 +26,12 @@ fn load_test(args: &[&str]) -> (i32, Value, String, String) {
 fn load_test_in(cwd: &Path, args: &[&str]) -> (i32, Value, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_scmarket-ws"))
+    let out = common::binary::command()
         .arg("-q")
         .arg("load-test")
         .args(args)
         .arg("--output")
         .arg(&report)
-        .env_remove("RUST_LOG")
         .current_dir(cwd)
         .output()
         .expect("the binary runs");
@@ -268,7 +267,9 @@ fn an_unreachable_target_fails_with_a_hint_and_no_report() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_against_a_running_serve() {
-    let server = common::start_dev_server(&["--handshake-rate", "0", "--event-rate", "0"]).await;
+    let server =
+        common::start_dev_server_with(|c| (c.limits.handshake_rate, c.limits.event_rate) = (0, 0))
+            .await;
     let url = server.http_url();
     let smoke = scenario("smoke.yaml");
     let (code, report, _, stderr) = tokio::task::spawn_blocking(move || {

@@ -1,15 +1,15 @@
 //! `load-test` as a user meets it: the ready-made scenarios validate, bad ones are refused with
 //! a located error and exit 2.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use scmarket_ws::loadtest::scenario::{self, Overrides};
 
 fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scmarket-ws"));
-    cmd.env_remove("RUST_LOG");
-    cmd
+    common::binary::command()
 }
 
 fn run(args: &[&str]) -> Output {

@@ -1,7 +1,9 @@
 //! `report show | merge | compare` over real files, as CI uses them.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use scmarket_ws::loadtest::metrics::{CounterValues, HistogramSet, Latency};
 use scmarket_ws::loadtest::report::{Generator, Report, RunInfo};
@@ -9,8 +11,7 @@ use scmarket_ws::loadtest::thresholds::Threshold;
 use time::OffsetDateTime;
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scmarket-ws"))
-        .env_remove("RUST_LOG")
+    common::binary::command()
         .args(args)
         .output()
         .expect("the binary runs")

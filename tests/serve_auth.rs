@@ -87,7 +87,7 @@ async fn assert_accepted(base: &str, cookie: &str, why: &str) {
 
 #[tokio::test]
 async fn no_credentials_are_refused_like_production() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
     assert_refused(&base, None, "no cookie").await;
     assert_refused(&base, Some("other=1"), "unrelated cookie").await;
@@ -96,7 +96,7 @@ async fn no_credentials_are_refused_like_production() {
 
 #[tokio::test]
 async fn session_cookie_and_access_token_are_accepted() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
     let login = dev_login(&base, "alice").await;
     assert_accepted(&base, &login.session_cookie, "session cookie").await;
@@ -114,7 +114,7 @@ async fn session_cookie_and_access_token_are_accepted() {
 
 #[tokio::test]
 async fn forged_expired_and_unsigned_credentials_are_refused() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
 
     let expired = format!("scmarket.access={}", jwt(ALICE_ID, now() - 120, DEV_SECRET));
@@ -193,7 +193,7 @@ async fn forged_expired_and_unsigned_credentials_are_refused() {
 
 #[tokio::test]
 async fn banned_users_are_refused_by_either_cookie() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
     let dave = uuid::Uuid::parse_str(DAVE_ID).unwrap();
     let secrets = Secrets::new(DEV_SECRET.into(), None);
@@ -220,7 +220,8 @@ async fn banned_users_are_refused_by_either_cookie() {
 
 #[tokio::test]
 async fn origin_allowlist_is_enforced() {
-    let server = start_dev_server(&["--allowed-origin", "https://sc-market.space"]).await;
+    let server =
+        start_dev_server_with(|c| c.allowed_origins = vec!["https://sc-market.space".into()]).await;
     let base = server.http_url();
     let cookie = session_cookie(&base, "alice").await;
 
@@ -252,7 +253,9 @@ async fn origin_allowlist_is_enforced() {
 
 #[tokio::test]
 async fn handshake_rate_limit_per_ip() {
-    let server = start_dev_server(&["--handshake-rate", "1", "--handshake-burst", "3"]).await;
+    let server =
+        start_dev_server_with(|c| (c.limits.handshake_rate, c.limits.handshake_burst) = (1, 3))
+            .await;
     let base = server.http_url();
     let cookie = session_cookie(&base, "alice").await;
     let mut statuses = Vec::new();
@@ -275,7 +278,7 @@ async fn handshake_rate_limit_per_ip() {
 
 #[tokio::test]
 async fn per_user_socket_cap() {
-    let server = start_dev_server(&["--max-connections-per-user", "2"]).await;
+    let server = start_dev_server_with(|c| c.limits.max_connections_per_user = 2).await;
     let base = server.http_url();
     let cookie = session_cookie(&base, "alice").await;
     let _a = RawSocket::connect(&base, Some(&cookie))
@@ -299,7 +302,7 @@ async fn per_user_socket_cap() {
 
 #[tokio::test]
 async fn custom_engine_path() {
-    let server = start_dev_server(&["--path", "/realtime"]).await;
+    let server = start_dev_server_with(|c| c.engine.path = "/realtime".into()).await;
     let base = server.http_url();
     let cookie = session_cookie(&base, "alice").await;
     RawSocket::connect_with(&base, "/realtime", Some(&cookie), &[])
@@ -310,14 +313,11 @@ async fn custom_engine_path() {
 
 #[tokio::test]
 async fn open_packet_has_the_configured_engine_settings() {
-    let server = start_dev_server(&[
-        "--ping-interval",
-        "10s",
-        "--ping-timeout",
-        "5s",
-        "--max-payload",
-        "50000",
-    ])
+    let server = start_dev_server_with(|c| {
+        c.engine.ping_interval = Duration::from_secs(10);
+        c.engine.ping_timeout = Duration::from_secs(5);
+        c.engine.max_payload = 50_000;
+    })
     .await;
     let base = server.http_url();
     let cookie = session_cookie(&base, "alice").await;

@@ -38,7 +38,7 @@ fn is_iso_millis(text: &str) -> bool {
 
 #[tokio::test]
 async fn viewing_rule_for_every_chat_kind() {
-    let server = start_dev_server(&["--event-rate", "0"]).await;
+    let server = start_dev_server_with(|c| c.limits.event_rate = 0).await;
     let base = server.http_url();
     // (user, chat, may view)
     let cases = [
@@ -55,7 +55,7 @@ async fn viewing_rule_for_every_chat_kind() {
         ("alice", OFFER_CHAT, false),
         ("alice", DIRECT_CHAT, true),
         ("bob", DIRECT_CHAT, true),
-        ("carol", DIRECT_CHAT, false), // production lets any logged-in user in (defect 6)
+        ("carol", DIRECT_CHAT, false), // production lets any logged-in user in (`open-direct-chats`)
         ("admin", DIRECT_CHAT, false),
         ("carol", GROUP_CHAT, true),
         ("erin", GROUP_CHAT, false),
@@ -82,7 +82,7 @@ async fn viewing_rule_for_every_chat_kind() {
 
 #[tokio::test]
 async fn broadcast_after_rest_post_matches_production_payload() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
     // alice is auto-joined to the direct chat on connect: no join needed.
     let mut alice = connect(&base, "alice").await;
@@ -127,7 +127,7 @@ async fn broadcast_after_rest_post_matches_production_payload() {
 
 #[tokio::test]
 async fn join_and_leave_with_and_without_ack() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
     let admin_cookie = session_cookie(&base, "admin").await;
     let alice_cookie = session_cookie(&base, "alice").await;
@@ -195,7 +195,7 @@ async fn join_and_leave_with_and_without_ack() {
 
 #[tokio::test]
 async fn upper_case_chat_ids_join_the_room_that_receives() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
     let mut admin = connect(&base, "admin").await;
     let upper = ORDER_CHAT.to_uppercase();
@@ -212,7 +212,7 @@ async fn upper_case_chat_ids_join_the_room_that_receives() {
 
 #[tokio::test]
 async fn malformed_room_events_leave_the_server_serving() {
-    let server = start_dev_server(&["--event-rate", "0"]).await;
+    let server = start_dev_server_with(|c| c.limits.event_rate = 0).await;
     let base = server.http_url();
     let mut alice = connect(&base, "alice").await;
     let long = "a".repeat(100_000);
@@ -304,7 +304,7 @@ async fn malformed_room_events_leave_the_server_serving() {
 
 #[tokio::test]
 async fn oversized_payload_closes_only_that_socket() {
-    let server = start_dev_server(&["--max-payload", "10000"]).await;
+    let server = start_dev_server_with(|c| c.engine.max_payload = 10_000).await;
     let base = server.http_url();
     let mut alice = connect(&base, "alice").await;
     let huge = format!(
@@ -323,7 +323,8 @@ async fn oversized_payload_closes_only_that_socket() {
 
 #[tokio::test]
 async fn event_flood_is_rate_limited_per_socket() {
-    let server = start_dev_server(&["--event-rate", "5", "--event-burst", "10"]).await;
+    let server =
+        start_dev_server_with(|c| (c.limits.event_rate, c.limits.event_burst) = (5, 10)).await;
     let base = server.http_url();
     let mut alice = connect(&base, "alice").await;
     let mut refused = 0;
@@ -350,7 +351,7 @@ async fn event_flood_is_rate_limited_per_socket() {
 
 #[tokio::test]
 async fn rest_errors_store_and_broadcast_nothing() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
     let mut alice = connect(&base, "alice").await;
     let carol = session_cookie(&base, "carol").await;
@@ -428,7 +429,7 @@ async fn rest_errors_store_and_broadcast_nothing() {
 
 #[tokio::test]
 async fn rest_chat_listing_and_creation() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
     let carol = session_cookie(&base, "carol").await;
     let client = reqwest::Client::new();
@@ -489,7 +490,7 @@ async fn rest_chat_listing_and_creation() {
 
 #[tokio::test]
 async fn a_ban_closes_open_sockets_and_later_joins() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
     let mut frank = connect(&base, "frank").await;
     assert_eq!(join_ack(&mut frank, ORDER_CHAT).await, json!({"ok": true}));
@@ -517,7 +518,7 @@ async fn a_ban_closes_open_sockets_and_later_joins() {
 
 #[tokio::test]
 async fn dev_helpers_provision_users_and_rooms() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
     let created: Value = reqwest::Client::new()
         .post(format!("{base}/api/dev/chats"))
@@ -545,25 +546,11 @@ async fn dev_helpers_provision_users_and_rooms() {
 
 #[tokio::test]
 async fn dev_helpers_do_not_exist_without_dev() {
-    let args = {
-        use clap::Parser;
-        let cli = scmarket_ws::cli::Cli::try_parse_from([
-            "scmarket-ws",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database",
-            "sqlite::memory:",
-            "--session-secret",
-            "s3cret-for-tests",
-        ])
-        .unwrap();
-        match cli.command {
-            scmarket_ws::cli::Command::Serve(a) => a,
-            _ => unreachable!(),
-        }
-    };
-    let server = scmarket_ws::server::start(args).await.unwrap();
+    let server = start_dev_server_with(|c| {
+        c.dev = false;
+        c.secrets.session = Some("s3cret-for-tests".into());
+    })
+    .await;
     let base = server.http_url();
     for route in ["/api/dev/login", "/api/dev/chats", "/api/dev/ban"] {
         let status = reqwest::Client::new()
@@ -580,7 +567,7 @@ async fn dev_helpers_do_not_exist_without_dev() {
 
 #[tokio::test]
 async fn metrics_report_the_seed_list() {
-    let server = start_dev_server(&["--metrics-room-labels", "1"]).await;
+    let server = start_dev_server_with(|c| c.metrics_room_labels = 1).await;
     let base = server.http_url();
     let mut alice = connect(&base, "alice").await;
     let _alice2 = connect(&base, "alice").await;
@@ -626,7 +613,7 @@ async fn metrics_report_the_seed_list() {
 
 #[tokio::test]
 async fn serves_its_openapi_document_and_offline_docs() {
-    let server = start_dev_server(&[]).await;
+    let server = start_dev_server().await;
     let base = server.http_url();
     let doc: Value = reqwest::get(format!("{base}/openapi.json"))
         .await
@@ -634,7 +621,7 @@ async fn serves_its_openapi_document_and_offline_docs() {
         .json()
         .await
         .unwrap();
-    assert_eq!(doc, scmarket_ws::apidoc::server_document());
+    assert_eq!(doc, scmarket_ws::apidoc::server_document(true));
     assert!(
         doc["paths"]["/api/chats/{chat_id}/messages"]["post"].is_object(),
         "{doc}"

@@ -10,12 +10,7 @@ use common::raw::RawSocket;
 use serde_json::json;
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_scmarket-ws"));
-    c.env_remove("SESSION_SECRET")
-        .env_remove("JWT_SECRET")
-        .env_remove("SCMARKET_WS_DATABASE")
-        .env("NO_COLOR", "1");
-    c
+    common::binary::command()
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
@@ -41,6 +36,35 @@ fn serve_refuses_to_start_without_secrets() {
         err.contains("SESSION_SECRET") && err.contains("--dev"),
         "{err}"
     );
+}
+
+/// Whatever the developer's shell exports, the binary a test runs never sees it: every variable
+/// a flag reads is stripped, so a SESSION_SECRET cannot start a server a test expects refused.
+#[test]
+fn tests_run_the_binary_without_the_developers_environment() {
+    let stripped = common::binary::flag_variables();
+    for name in [
+        "SESSION_SECRET",
+        "JWT_SECRET",
+        "SCMARKET_WS_DATABASE",
+        "SCMARKET_WS_COOKIE",
+        "SCMARKET_WS_JWT",
+    ] {
+        assert!(stripped.iter().any(|v| v == name), "{name} is not stripped");
+    }
+    let mut serve = Command::new(common::binary::PATH);
+    serve
+        .env("SESSION_SECRET", "exported-by-the-developer")
+        .env("RUST_LOG", "trace");
+    // A bad --path fails fast either way: after the secret check, or at it when it is clean.
+    let out = common::binary::clean(&mut serve)
+        .args(["serve", "--database", "sqlite::memory:", "--path", "ws"])
+        .output()
+        .expect("binary runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no session secret"), "{err}");
+    assert!(!err.contains("TRACE"), "RUST_LOG leaked: {err}");
 }
 
 #[test]
@@ -235,7 +259,7 @@ async fn seed_file_loads_custom_fixtures() {
          \x20   messages:\n      - { author: yan, content: first }\n",
     )
     .unwrap();
-    let server = common::start_dev_server(&["--seed", seed.to_str().unwrap()]).await;
+    let server = common::start_dev_server_with(|c| c.store.seed = Some(seed.clone())).await;
     let base = server.http_url();
     let cookie = common::session_cookie(&base, "zed").await;
     let chats: serde_json::Value = common::get_json(

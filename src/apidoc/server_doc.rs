@@ -8,9 +8,12 @@ use serde_json::{Map, Value, json};
 use super::merge::merge;
 use super::websocket::{self, MESSAGE_SCHEMA, schema_ref};
 use crate::protocol::{
-    self, ChatDetail, ChatSummary, CreateChatRequest, CreatedChat, DevCreateChatRequest,
-    DevLoginRequest, DevLoginResponse, ErrorEnvelope, PostMessageRequest, ResultSuccess,
+    self, ChatDetail, ChatSummary, CreateChatRequest, CreatedChat, DevBanRequest,
+    DevCreateChatRequest, DevLoginRequest, DevLoginResponse, ErrorEnvelope, PostMessageRequest,
+    ResultSuccess,
 };
+use crate::server::rest::METRICS_CONTENT_TYPE;
+use crate::server::routes::Route;
 
 /// A self-contained HTML page (no CDN, no external asset) that fetches `/openapi.json` and
 /// renders its paths, schemas, webhooks and `x-websocket`.
@@ -38,6 +41,7 @@ fn rest_schemas() -> Map<String, Value> {
     add::<CreateChatRequest>(&mut requests);
     add::<DevLoginRequest>(&mut requests);
     add::<DevCreateChatRequest>(&mut requests);
+    add::<DevBanRequest>(&mut requests);
     add::<ChatSummary>(&mut answers);
     add::<ChatDetail>(&mut answers);
     add::<CreatedChat>(&mut answers);
@@ -125,10 +129,189 @@ fn chat_id_parameter() -> Value {
     })
 }
 
-fn rest_document() -> Value {
+const DEV_NOTE: &str = "Development only: mounted when the server runs with `serve --dev`; \
+                        answers 404 otherwise.";
+
+/// The `paths` object: every route the server serves (`server::routes`), in the table's order.
+fn paths(dev: bool) -> Value {
+    let mut paths = Map::new();
+    for route in Route::served(dev) {
+        let methods = paths
+            .entry(route.path())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(methods) = methods {
+            methods.insert(
+                route.method().as_str().to_ascii_lowercase(),
+                operation(route),
+            );
+        }
+    }
+    Value::Object(paths)
+}
+
+/// The OpenAPI operation object of one route.
+fn operation(route: Route) -> Value {
     let cookies = json!([{"accessCookie": []}, {"sessionCookie": []}]);
-    let dev_note = "Development only: mounted when the server runs with `serve --dev`; \
-                    answers 404 otherwise.";
+    match route {
+        Route::Healthz => json!({
+            "tags": ["Operations"],
+            "summary": "Liveness check",
+            "operationId": "healthz",
+            "responses": {"200": {
+                "description": "The server is up.",
+                "content": {"text/plain": {"schema": {"type": "string", "const": "ok"}}},
+            }},
+        }),
+        Route::Metrics => json!({
+            "tags": ["Operations"],
+            "summary": "Prometheus metrics",
+            "operationId": "metrics",
+            "responses": {"200": {
+                "description": "Metrics in the OpenMetrics text format (Prometheus scrapes it).",
+                "content": {METRICS_CONTENT_TYPE: {"schema": {"type": "string"}}},
+            }},
+        }),
+        Route::OpenApi => json!({
+            "tags": ["Operations"],
+            "summary": "This document",
+            "operationId": "openapi",
+            "responses": {"200": json_response("The OpenAPI 3.1 document.", json!({"type": "object"}))},
+        }),
+        Route::Docs => json!({
+            "tags": ["Operations"],
+            "summary": "Documentation page",
+            "description": "A self-contained HTML page that renders /openapi.json; needs no internet access.",
+            "operationId": "docs",
+            "responses": {"200": {
+                "description": "HTML page.",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            }},
+        }),
+        Route::ListChats => json!({
+            "tags": ["Chats"],
+            "summary": "The caller's chats",
+            "operationId": "listChats",
+            "security": cookies,
+            "responses": {
+                "200": json_response("The chats the caller participates in.",
+                    data_of(json!({"type": "array", "items": schema_ref("ChatSummary")}))),
+                "401": error("NotLoggedIn"),
+            },
+        }),
+        Route::CreateChat => json!({
+            "tags": ["Chats"],
+            "summary": "Create (or find) a direct chat with the given users",
+            "description": "Production answers without the chat id; the reference server adds it.",
+            "operationId": "createChat",
+            "security": cookies,
+            "requestBody": json_body("CreateChatRequest"),
+            "responses": {
+                "200": json_response("The chat.", data_of(schema_ref("CreatedChat"))),
+                "400": error("ValidationFailed"),
+                "401": error("NotLoggedIn"),
+            },
+        }),
+        Route::GetChat => json!({
+            "tags": ["Chats"],
+            "summary": "One chat with all its messages",
+            "operationId": "getChat",
+            "security": cookies,
+            "parameters": [chat_id_parameter()],
+            "responses": {
+                "200": json_response("The chat.", data_of(schema_ref("ChatDetail"))),
+                "400": error("ValidationFailed"),
+                "401": error("NotLoggedIn"),
+                "403": error("NotAuthorized"),
+                "404": error("ChatNotFound"),
+            },
+        }),
+        Route::PostMessage => json!({
+            "tags": ["Chats"],
+            "summary": "Post a message",
+            "description": format!(
+                "Stores the message with the caller as author and emits it as `{}` to the chat's room. \
+                 Unlike production, a refused post (403) is neither stored nor broadcast.",
+                protocol::SERVER_MESSAGE
+            ),
+            "operationId": "postMessage",
+            "security": cookies,
+            "parameters": [chat_id_parameter()],
+            "requestBody": json_body("PostMessageRequest"),
+            "responses": {
+                "200": json_response("Stored and broadcast.", data_of(schema_ref("ResultSuccess"))),
+                "400": error("ValidationFailed"),
+                "401": error("NotLoggedIn"),
+                "403": error("NotAuthorized"),
+                "404": error("ChatNotFound"),
+            },
+        }),
+        Route::DevLogin => json!({
+            "tags": ["Development"],
+            "summary": "Log in as any user (development only)",
+            "description": format!(
+                "{DEV_NOTE} Creates the user if needed and sets both cookies ({} and {}); the \
+                 answer repeats them ready for a Cookie header.",
+                protocol::SESSION_COOKIE, protocol::ACCESS_COOKIE
+            ),
+            "operationId": "devLogin",
+            "requestBody": json_body("DevLoginRequest"),
+            "responses": {
+                "200": {
+                    "description": "Logged in.",
+                    "headers": {"Set-Cookie": {
+                        "description": format!("{}=... and {}=...", protocol::SESSION_COOKIE, protocol::ACCESS_COOKIE),
+                        "schema": {"type": "string"},
+                    }},
+                    "content": {"application/json": {"schema": data_of(schema_ref("DevLoginResponse"))}},
+                },
+                "400": error("ValidationFailed"),
+                "403": error_response("The user is banned (message `User is banned`)."),
+                "404": error("NotFound"),
+            },
+        }),
+        Route::DevCreateChat => json!({
+            "tags": ["Development"],
+            "summary": "Create a chat with any participants (development only)",
+            "description": DEV_NOTE,
+            "operationId": "devCreateChat",
+            "requestBody": json_body("DevCreateChatRequest"),
+            "responses": {
+                "200": json_response("The new chat.", data_of(schema_ref("CreatedChat"))),
+                "400": error("ValidationFailed"),
+                "404": error("NotFound"),
+            },
+        }),
+        Route::DevBan => json!({
+            "tags": ["Development"],
+            "summary": "Ban or unban a user (development only)",
+            "description": format!(
+                "{DEV_NOTE} Sets the user's banned flag (`banned` defaults to true); a ban also \
+                 closes every socket the user has open. A banned user's cookies are refused at \
+                 the next handshake and join."
+            ),
+            "operationId": "devBan",
+            "requestBody": json_body("DevBanRequest"),
+            "responses": {
+                "200": json_response("Done.", data_of(schema_ref("ResultSuccess"))),
+                "400": error("ValidationFailed"),
+                "404": error_response("No user has this name, or the route does not exist (without --dev)."),
+            },
+        }),
+    }
+}
+
+/// What a server started with `--dev` (or without) documents: see [`server_document`].
+fn rest_document(dev: bool) -> Value {
+    let mut tags = vec![
+        json!({"name": "Chats", "description": "Chats and messages; posting a message emits serverMessage."}),
+        json!({"name": "Operations", "description": "Health, metrics and documentation."}),
+    ];
+    if dev {
+        tags.push(json!({"name": "Development", "description": DEV_NOTE}));
+    }
+    tags.push(
+        json!({"name": "WebSocket", "description": "Socket.IO events, documented as webhooks."}),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -139,143 +322,8 @@ fn rest_document() -> Value {
             "license": {"name": "MIT", "identifier": "MIT"},
         },
         "servers": [{"url": "/", "description": "The server that answered this document."}],
-        "tags": [
-            {"name": "Chats", "description": "Chats and messages; posting a message emits serverMessage."},
-            {"name": "Operations", "description": "Health, metrics and documentation."},
-            {"name": "Development", "description": dev_note},
-            {"name": "WebSocket", "description": "Socket.IO events, documented as webhooks."},
-        ],
-        "paths": {
-            "/healthz": {"get": {
-                "tags": ["Operations"],
-                "summary": "Liveness check",
-                "operationId": "healthz",
-                "responses": {"200": {
-                    "description": "The server is up.",
-                    "content": {"text/plain": {"schema": {"type": "string", "const": "ok"}}},
-                }},
-            }},
-            "/metrics": {"get": {
-                "tags": ["Operations"],
-                "summary": "Prometheus metrics",
-                "operationId": "metrics",
-                "responses": {"200": {
-                    "description": "Metrics in the Prometheus text exposition format.",
-                    "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
-                }},
-            }},
-            "/openapi.json": {"get": {
-                "tags": ["Operations"],
-                "summary": "This document",
-                "operationId": "openapi",
-                "responses": {"200": json_response("The OpenAPI 3.1 document.", json!({"type": "object"}))},
-            }},
-            "/docs": {"get": {
-                "tags": ["Operations"],
-                "summary": "Documentation page",
-                "description": "A self-contained HTML page that renders /openapi.json; needs no internet access.",
-                "operationId": "docs",
-                "responses": {"200": {
-                    "description": "HTML page.",
-                    "content": {"text/html": {"schema": {"type": "string"}}},
-                }},
-            }},
-            "/api/chats": {
-                "get": {
-                    "tags": ["Chats"],
-                    "summary": "The caller's chats",
-                    "operationId": "listChats",
-                    "security": cookies,
-                    "responses": {
-                        "200": json_response("The chats the caller participates in.",
-                            data_of(json!({"type": "array", "items": schema_ref("ChatSummary")}))),
-                        "401": error("NotLoggedIn"),
-                    },
-                },
-                "post": {
-                    "tags": ["Chats"],
-                    "summary": "Create (or find) a direct chat with the given users",
-                    "description": "Production answers without the chat id; the reference server adds it.",
-                    "operationId": "createChat",
-                    "security": cookies,
-                    "requestBody": json_body("CreateChatRequest"),
-                    "responses": {
-                        "200": json_response("The chat.", data_of(schema_ref("CreatedChat"))),
-                        "400": error("ValidationFailed"),
-                        "401": error("NotLoggedIn"),
-                    },
-                },
-            },
-            "/api/chats/{chat_id}": {"get": {
-                "tags": ["Chats"],
-                "summary": "One chat with all its messages",
-                "operationId": "getChat",
-                "security": cookies,
-                "parameters": [chat_id_parameter()],
-                "responses": {
-                    "200": json_response("The chat.", data_of(schema_ref("ChatDetail"))),
-                    "400": error("ValidationFailed"),
-                    "401": error("NotLoggedIn"),
-                    "403": error("NotAuthorized"),
-                    "404": error("ChatNotFound"),
-                },
-            }},
-            "/api/chats/{chat_id}/messages": {"post": {
-                "tags": ["Chats"],
-                "summary": "Post a message",
-                "description": format!(
-                    "Stores the message with the caller as author and emits it as `{}` to the chat's room. \
-                     Unlike production, a refused post (403) is neither stored nor broadcast.",
-                    protocol::SERVER_MESSAGE
-                ),
-                "operationId": "postMessage",
-                "security": cookies,
-                "parameters": [chat_id_parameter()],
-                "requestBody": json_body("PostMessageRequest"),
-                "responses": {
-                    "200": json_response("Stored and broadcast.", data_of(schema_ref("ResultSuccess"))),
-                    "400": error("ValidationFailed"),
-                    "401": error("NotLoggedIn"),
-                    "403": error("NotAuthorized"),
-                    "404": error("ChatNotFound"),
-                },
-            }},
-            "/api/dev/login": {"post": {
-                "tags": ["Development"],
-                "summary": "Log in as any user (development only)",
-                "description": format!(
-                    "{dev_note} Creates the user if needed and sets both cookies ({} and {}); the \
-                     answer repeats them ready for a Cookie header.",
-                    protocol::SESSION_COOKIE, protocol::ACCESS_COOKIE
-                ),
-                "operationId": "devLogin",
-                "requestBody": json_body("DevLoginRequest"),
-                "responses": {
-                    "200": {
-                        "description": "Logged in.",
-                        "headers": {"Set-Cookie": {
-                            "description": format!("{}=... and {}=...", protocol::SESSION_COOKIE, protocol::ACCESS_COOKIE),
-                            "schema": {"type": "string"},
-                        }},
-                        "content": {"application/json": {"schema": data_of(schema_ref("DevLoginResponse"))}},
-                    },
-                    "400": error("ValidationFailed"),
-                    "404": error("NotFound"),
-                },
-            }},
-            "/api/dev/chats": {"post": {
-                "tags": ["Development"],
-                "summary": "Create a chat with any participants (development only)",
-                "description": dev_note,
-                "operationId": "devCreateChat",
-                "requestBody": json_body("DevCreateChatRequest"),
-                "responses": {
-                    "200": json_response("The new chat.", data_of(schema_ref("CreatedChat"))),
-                    "400": error("ValidationFailed"),
-                    "404": error("NotFound"),
-                },
-            }},
-        },
+        "tags": tags,
+        "paths": paths(dev),
         "components": {
             "schemas": rest_schemas(),
             "responses": {
@@ -307,9 +355,10 @@ fn error_response(description: &str) -> Value {
     json_response(description, schema_ref("ErrorEnvelope"))
 }
 
-/// The document `serve` answers on `GET /openapi.json`.
-pub fn server_document() -> Value {
-    let mut doc = rest_document();
+/// The document `serve` answers on `GET /openapi.json`: the REST routes of a server started
+/// with `--dev` (`dev`) or without, and the websocket docs.
+pub fn server_document(dev: bool) -> Value {
+    let mut doc = rest_document(dev);
     // The REST document is generated here, so the only way this fails is a programming error
     // (a section that is not an object); the unmerged document is still worth serving.
     if let Err(e) = merge(&mut doc, &websocket::parts()) {
@@ -324,7 +373,7 @@ mod tests {
 
     #[test]
     fn every_ref_resolves() {
-        let doc = server_document();
+        let doc = server_document(true);
         assert_eq!(crate::apidoc::validate::unresolved_refs(&doc), []);
         assert!(doc.pointer("/components/schemas/ChatMessage").is_none());
         assert!(

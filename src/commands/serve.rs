@@ -1,13 +1,14 @@
 //! `serve`: start the reference server and run it until SIGINT or SIGTERM.
 
 use crate::cli::ServeArgs;
-use crate::server;
+use crate::server::{self, Config};
 
 /// `serve`: run until SIGINT or SIGTERM, then shut down gracefully.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let dev = args.store.dev;
-    let path = args.path.clone();
-    let server = server::start(args).await?;
+    let config = Config::from(args);
+    let dev = config.dev;
+    let path = config.engine.path.clone();
+    let server = server::start(config).await?;
     tracing::info!(
         "listening on {} (Socket.IO at ws://{}{}){}",
         server.http_url(),

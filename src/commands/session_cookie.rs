@@ -5,10 +5,10 @@ use crate::exit::CommandError;
 use crate::protocol::{ACCESS_COOKIE, SESSION_COOKIE};
 use crate::store::Store;
 
-use crate::server::{auth, open_store, resolve_secrets};
+use crate::server::{auth, open_store};
 
 pub async fn run(args: SessionArgs) -> anyhow::Result<()> {
-    let secrets = resolve_secrets(&args.store)?;
+    let secrets = args.store.secrets().resolve(args.store.dev)?;
     let store = open_store(&args.store.database, None).await?;
     let user = match store.user_by_username(&args.user).await? {
         Some(user) => user,

@@ -70,7 +70,8 @@ impl Embedded {
                 fastrand::u32(..)
             ))
         });
-        let server = start_embedded(path, database.as_deref(), "127.0.0.1:0").await?;
+        let loopback = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+        let server = start_embedded(path, database.as_deref(), loopback).await?;
         Ok(Embedded {
             addr: server.local_addr(),
             server: Some(server),
@@ -90,8 +91,7 @@ impl Embedded {
             server.shutdown().await;
         }
         tokio::time::sleep(down_for).await;
-        let addr = self.addr.to_string();
-        self.server = Some(start_embedded(&self.path, self.database.as_deref(), &addr).await?);
+        self.server = Some(start_embedded(&self.path, self.database.as_deref(), self.addr).await?);
         Ok(())
     }
 
@@ -107,41 +107,23 @@ impl Embedded {
     }
 }
 
-/// Start `serve --dev` on a loopback port, with the limits meant for production traffic turned
+/// Start a dev server on a loopback port, with the limits meant for production traffic turned
 /// off: a load test comes from one IP and is meant to find the server's limits, not the rate
 /// limiter's.
 async fn start_embedded(
     path: &str,
     database: Option<&Path>,
-    listen: &str,
+    listen: std::net::SocketAddr,
 ) -> anyhow::Result<RunningServer> {
-    use clap::Parser;
-    let database = database.map_or_else(
-        || "sqlite::memory:".to_string(),
-        |p| p.display().to_string(),
-    );
-    let argv = [
-        "scmarket-ws",
-        "serve",
-        "--dev",
-        "--database",
-        &database,
-        "--listen",
-        listen,
-        "--path",
-        path,
-        "--handshake-rate",
-        "0",
-        "--event-rate",
-        "0",
-        "--max-connections-per-user",
-        "0",
-    ];
-    let args = match crate::cli::Cli::try_parse_from(argv)?.command {
-        crate::cli::Command::Serve(args) => args,
-        _ => unreachable!("the argv above is a serve command"),
-    };
-    crate::server::start(args).await
+    use crate::server::{self, Config, LimitsConfig};
+    let mut config = Config::ephemeral_dev();
+    config.listen = listen;
+    config.engine.path = path.to_string();
+    config.limits = LimitsConfig::off();
+    if let Some(file) = database {
+        config.store.database = file.display().to_string();
+    }
+    server::start(config).await
 }
 
 pub async fn prepare(scenario: &Scenario) -> anyhow::Result<Prepared> {

@@ -1,4 +1,5 @@
-//! Who may view a chat (`can_view_chat`), with production's direct-chat defect fixed.
+//! Who may view a chat (`can_view_chat`), with production's `open-direct-chats` defect
+//! (ARCHITECTURE.md) fixed.
 
 use crate::store::{ChatAccessFacts, Parties, User};
 
@@ -23,7 +24,8 @@ pub fn can_view_chat(user: &User, facts: &ChatAccessFacts) -> bool {
                 .as_ref()
                 .is_some_and(|p| p.iter().any(|p| p == MANAGE_ORDERS));
     }
-    // Direct and group chats: participants only. (Production lets any logged-in user in.)
+    // Direct and group chats: participants only. (Production lets any logged-in user in:
+    // `open-direct-chats`.)
     false
 }
 

@@ -16,7 +16,7 @@ use super::auth::{self, Refusal};
 use super::metrics::Metrics;
 use crate::protocol::HANDSHAKE_REFUSAL_BODY;
 
-/// The Origin allowlist (production defect 2: never enforced there).
+/// The Origin allowlist, which production never enforces (`no-origin-check` in ARCHITECTURE.md).
 #[derive(Clone, Debug, Default)]
 pub struct OriginPolicy {
     allowed: Vec<String>,

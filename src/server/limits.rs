@@ -1,4 +1,5 @@
-//! The limits the seed document asks for: handshakes per IP, events per socket, sockets per user.
+//! The limits of the README's `serve` flag table: handshakes per IP, events per socket, sockets
+//! per user.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -8,6 +9,8 @@ use dashmap::DashMap;
 use governor::clock::DefaultClock;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use uuid::Uuid;
+
+use super::config::LimitsConfig;
 
 /// A steady rate and a burst; `None` when the rate is 0 (limit off).
 fn quota(per_second: u32, burst: u32) -> Option<Quota> {
@@ -38,18 +41,13 @@ impl EventLimiter {
 }
 
 impl Limits {
-    pub fn new(
-        handshake_rate: u32,
-        handshake_burst: u32,
-        event_rate: u32,
-        event_burst: u32,
-        max_connections_per_user: u32,
-    ) -> Self {
+    pub fn new(config: &LimitsConfig) -> Self {
         Limits {
-            handshakes: quota(handshake_rate, handshake_burst).map(RateLimiter::keyed),
-            event_quota: quota(event_rate, event_burst),
+            handshakes: quota(config.handshake_rate, config.handshake_burst)
+                .map(RateLimiter::keyed),
+            event_quota: quota(config.event_rate, config.event_burst),
             clock: DefaultClock::default(),
-            max_connections_per_user,
+            max_connections_per_user: config.max_connections_per_user,
             connections: DashMap::new(),
         }
     }

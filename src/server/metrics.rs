@@ -1,4 +1,5 @@
-//! `/metrics`: what the seed document asks operators to track, in Prometheus text format.
+//! `/metrics`: what operators track (the README's "`/metrics`" section lists every metric), in
+//! Prometheus text format.
 
 use std::collections::HashSet;
 use std::sync::Mutex;

@@ -1,12 +1,15 @@
-//! `serve`: the reference realtime server. The router is assembled here, in one place.
+//! The reference realtime server behind `serve`, started in-process from a [`Config`]. The
+//! router is assembled here, in one place, from the route table of `routes.rs`.
 
 pub mod access;
 pub mod auth;
+pub mod config;
 pub mod handshake;
 pub mod limits;
 pub mod metrics;
 pub mod realtime;
 pub mod rest;
+pub mod routes;
 
 use std::net::SocketAddr;
 use std::ops::Deref;
@@ -15,20 +18,21 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use socketioxide::SocketIo;
 use socketioxide::handler::ConnectHandler;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::cli::{ServeArgs, StoreArgs};
 use crate::exit::CommandError;
 use crate::store::fixtures::{DEMO_YAML, Fixtures};
 use crate::store::{SqliteStore, Store};
 use auth::Secrets;
+pub use config::{Config, EngineConfig, LimitsConfig, SecretsConfig, StoreConfig};
 use handshake::OriginPolicy;
 use limits::Limits;
 use metrics::Metrics;
+use routes::Route;
 
 /// What every handler shares.
 pub struct App {
@@ -38,6 +42,8 @@ pub struct App {
     pub limits: Limits,
     pub origins: OriginPolicy,
     pub engine_path: String,
+    /// Whether the dev-only routes are mounted (and so documented in `/openapi.json`).
+    pub dev: bool,
 }
 
 #[derive(Clone)]
@@ -57,34 +63,8 @@ pub struct HttpState {
     pub io: SocketIo,
 }
 
-/// The secrets from flags or environment; `--dev` alone falls back to a fixed development secret.
-pub fn resolve_secrets(args: &StoreArgs) -> Result<Secrets, CommandError> {
-    let session = args.session_secret.clone().filter(|s| !s.is_empty());
-    let jwt = args.jwt_secret.clone().filter(|s| !s.is_empty());
-    match (session, jwt) {
-        (Some(session), jwt) => Ok(Secrets::new(session, jwt)),
-        // Production's JWT secret may stand alone; sessions then need a secret too.
-        (None, Some(jwt)) if !args.dev => Err(CommandError::usage(format!(
-            "--jwt-secret is set but --session-secret is not: both cookie kinds need a secret \
-             (got a {}-character JWT secret). Set SESSION_SECRET too, or use --dev",
-            jwt.len()
-        ))),
-        (None, jwt) if args.dev => {
-            tracing::warn!(
-                "DEVELOPMENT MODE: cookies are signed with the fixed development secret; \
-                 never expose this server"
-            );
-            Ok(Secrets::new(auth::DEV_SECRET.to_string(), jwt))
-        }
-        _ => Err(CommandError::usage(
-            "no session secret: set SESSION_SECRET (and JWT_SECRET) or pass --session-secret, \
-             or run with --dev for a throwaway development secret",
-        )),
-    }
-}
-
-/// Open the store, migrate, and seed it: `--seed FILE` when given, the demo data when the
-/// database is new.
+/// Open the store, migrate, and seed it: the `seed` fixtures file when given, the demo data
+/// when the database is new.
 pub async fn open_store(
     database: &str,
     seed: Option<&std::path::Path>,
@@ -107,16 +87,6 @@ pub async fn open_store(
         );
     }
     Ok(store)
-}
-
-fn engine_path(path: &str) -> Result<String, CommandError> {
-    let trimmed = path.trim().trim_end_matches('/');
-    if !trimmed.starts_with('/') || trimmed.len() < 2 || trimmed.contains(['?', '#', ' ']) {
-        return Err(CommandError::usage(format!(
-            "--path {path:?} must be an absolute path such as /ws"
-        )));
-    }
-    Ok(trimmed.to_string())
 }
 
 /// Bind with a deep accept queue: a connect storm of thousands of sessions per second overflows
@@ -146,7 +116,7 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// The address actually bound (useful with `--listen 127.0.0.1:0`).
+    /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
@@ -180,33 +150,30 @@ impl RunningServer {
     }
 }
 
-pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
-    let secrets = resolve_secrets(&args.store)?;
-    let path = engine_path(&args.path)?;
-    let store = open_store(&args.store.database, args.seed.as_deref()).await?;
+/// Start a server as `config` says, on its own tasks; it runs until [`RunningServer::shutdown`].
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    let secrets = config.secrets.resolve(config.dev)?;
+    let path = config.engine.mounted_path()?;
+    let store = open_store(&config.store.database, config.store.seed.as_deref()).await?;
 
     let app = AppState(Arc::new(App {
         store: Arc::new(store),
         secrets,
-        metrics: Metrics::new(args.metrics_room_labels),
-        limits: Limits::new(
-            args.handshake_rate,
-            args.handshake_burst,
-            args.event_rate,
-            args.event_burst,
-            args.max_connections_per_user,
-        ),
-        origins: OriginPolicy::new(&args.allowed_origins),
+        metrics: Metrics::new(config.metrics_room_labels),
+        limits: Limits::new(&config.limits),
+        origins: OriginPolicy::new(&config.allowed_origins),
         engine_path: path.clone(),
+        dev: config.dev,
     }));
 
-    let max_payload = usize::try_from(args.max_payload).unwrap_or(usize::MAX);
+    let engine = &config.engine;
+    let max_payload = usize::try_from(engine.max_payload).unwrap_or(usize::MAX);
     let (layer, io) = SocketIo::builder()
         .req_path(path.clone())
-        .ping_interval(args.ping_interval)
-        .ping_timeout(args.ping_timeout)
-        .connect_timeout(args.connect_timeout)
-        .max_payload(args.max_payload)
+        .ping_interval(engine.ping_interval)
+        .ping_timeout(engine.ping_timeout)
+        .connect_timeout(engine.connect_timeout)
+        .max_payload(engine.max_payload)
         .ws_max_message_size(max_payload)
         .ws_max_frame_size(max_payload)
         .with_state(app.clone())
@@ -217,20 +184,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         app: app.clone(),
         io: io.clone(),
     };
-    let mut api = Router::new()
-        .route("/healthz", get(rest::healthz))
-        .route("/metrics", get(rest::metrics))
-        .route("/openapi.json", get(rest::openapi))
-        .route("/docs", get(rest::docs))
-        .route("/api/chats", get(rest::list_chats).post(rest::create_chat))
-        .route("/api/chats/{chat_id}", get(rest::get_chat))
-        .route("/api/chats/{chat_id}/messages", post(rest::post_message));
-    if args.store.dev {
-        api = api
-            .route("/api/dev/login", post(rest::dev_login))
-            .route("/api/dev/chats", post(rest::dev_create_chat))
-            .route("/api/dev/ban", post(rest::dev_ban));
-    }
+    // Routes sharing a path (GET and POST /api/chats) merge into one method router.
+    let api = Route::served(config.dev).fold(Router::new(), |router, route| {
+        router.route(route.path(), handler(route))
+    });
     let router = api
         .fallback(rest::not_found)
         .with_state(http)
@@ -240,10 +197,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
             handshake::engine_gate,
         ));
 
-    let listener = bind(args.listen).map_err(|e| {
+    let listener = bind(config.listen).map_err(|e| {
         CommandError::usage(format!(
             "cannot listen on {}: {e} (is another server running there? try --listen 127.0.0.1:0)",
-            args.listen
+            config.listen
         ))
     })?;
     let addr = listener.local_addr().context("reading the bound address")?;
@@ -278,4 +235,22 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         io,
         app,
     })
+}
+
+/// The handler of each route of the table (`routes.rs`); `apidoc::server_doc` documents the
+/// same table.
+fn handler(route: Route) -> MethodRouter<HttpState> {
+    match route {
+        Route::Healthz => get(rest::healthz),
+        Route::Metrics => get(rest::metrics),
+        Route::OpenApi => get(rest::openapi),
+        Route::Docs => get(rest::docs),
+        Route::ListChats => get(rest::list_chats),
+        Route::CreateChat => post(rest::create_chat),
+        Route::GetChat => get(rest::get_chat),
+        Route::PostMessage => post(rest::post_message),
+        Route::DevLogin => post(rest::dev_login),
+        Route::DevCreateChat => post(rest::dev_create_chat),
+        Route::DevBan => post(rest::dev_ban),
+    }
 }

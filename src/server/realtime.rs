@@ -109,7 +109,8 @@ async fn on_disconnect(socket: SocketRef, reason: DisconnectReason, State(app): 
 }
 
 /// The chat id of a `{ "chat_id": string }` argument. Production crashes on a null or missing
-/// argument (defect 1); here every shape of payload maps to an answer.
+/// argument (`crash-on-null-join` in ARCHITECTURE.md); here every shape of payload maps to an
+/// answer.
 pub fn chat_id_argument<E>(data: Result<Value, E>) -> Result<ChatId, RoomError> {
     let value = data.map_err(|_| RoomError::InvalidPayload)?;
     let chat_id = value
@@ -162,8 +163,8 @@ async fn on_join(
     }
     answer(ack, result);
     if result == Err(RoomError::AccountDisabled) {
-        // Production never re-checks after the handshake (defect 5); here a banned or deleted
-        // user loses the socket at the next room event.
+        // Production never re-checks after the handshake (`banned-users-connect`); here a
+        // banned or deleted user loses the socket at the next room event.
         let _ = socket.disconnect();
     }
 }

@@ -17,8 +17,9 @@ use super::auth::{self, Refusal};
 use super::realtime::user_room;
 use crate::protocol::{
     ACCESS_COOKIE, ACCESS_TOKEN_LIFETIME, ChatId, CreateChatRequest, CreatedChat, DataEnvelope,
-    DevCreateChatRequest, DevLoginRequest, DevLoginResponse, ErrorBody, ErrorEnvelope,
-    MAX_CONTENT_CHARS, PostMessageRequest, ResultSuccess, SERVER_MESSAGE, SESSION_COOKIE,
+    DevBanRequest, DevCreateChatRequest, DevLoginRequest, DevLoginResponse, ErrorBody,
+    ErrorEnvelope, MAX_CONTENT_CHARS, PostMessageRequest, ResultSuccess, SERVER_MESSAGE,
+    SESSION_COOKIE,
 };
 use crate::store::{StoreError, User};
 
@@ -126,7 +127,7 @@ async fn viewable_chat(state: &HttpState, user: &User, chat_id: ChatId) -> Resul
 }
 
 /// `POST /api/chats/:chat_id/messages`: store, broadcast `serverMessage`, answer Success.
-/// A 403 stores and broadcasts nothing (production defect 3).
+/// A 403 stores and broadcasts nothing (the `post-after-403` defect of ARCHITECTURE.md).
 pub async fn post_message(
     State(state): State<HttpState>,
     Path(chat_id): Path<String>,
@@ -303,19 +304,8 @@ pub async fn dev_create_chat(
     data(CreatedChat { chat_id })
 }
 
-#[derive(serde::Deserialize)]
-pub struct DevBanRequest {
-    pub username: String,
-    #[serde(default = "yes")]
-    pub banned: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
 /// Dev only: ban (or unban) a user and close every socket they have open, to exercise the
-/// re-checks production lacks.
+/// re-checks production lacks (the `banned-users-connect` defect of ARCHITECTURE.md).
 pub async fn dev_ban(State(state): State<HttpState>, body: Bytes) -> ApiResult<ResultSuccess> {
     let request: DevBanRequest = json_body(&body)?;
     let user = state
@@ -339,11 +329,14 @@ pub async fn dev_ban(State(state): State<HttpState>, body: Bytes) -> ApiResult<R
     })
 }
 
-/// `GET /openapi.json`: this server's REST routes merged with the websocket docs, built once.
-pub async fn openapi() -> Response {
-    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let body = DOCUMENT.get_or_init(|| {
-        serde_json::to_string_pretty(&crate::apidoc::server_document())
+/// `GET /openapi.json`: the routes this server serves (`routes.rs`: the dev-only ones only with
+/// `--dev`) merged with the websocket docs, built once per process for each mode.
+pub async fn openapi(State(state): State<HttpState>) -> Response {
+    static DOCUMENTS: [std::sync::OnceLock<String>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    let dev = state.app.dev;
+    let body = DOCUMENTS[usize::from(dev)].get_or_init(|| {
+        serde_json::to_string_pretty(&crate::apidoc::server_document(dev))
             .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the document: {e}\"}}"))
     });
     ([(header::CONTENT_TYPE, "application/json")], body.as_str()).into_response()
@@ -358,12 +351,12 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// What `GET /metrics` answers: the OpenMetrics text format, which Prometheus scrapes.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 pub async fn metrics(State(state): State<HttpState>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
         state.app.metrics.render(),
     )
         .into_response()

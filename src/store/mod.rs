@@ -44,7 +44,8 @@ impl User {
     pub fn is_admin(&self) -> bool {
         self.role == "admin"
     }
-    /// Banned and deleted users may neither connect nor act (production defect 5).
+    /// Banned and deleted users may neither connect nor act (production lets them connect:
+    /// `banned-users-connect` in ARCHITECTURE.md).
     pub fn is_active(&self) -> bool {
         !self.banned && !self.deleted
     }

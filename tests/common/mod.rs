@@ -1,42 +1,35 @@
-//! Shared by the integration tests: the real server on an ephemeral loopback port, and the real
-//! Node peers from the npm registry.
+//! Shared by the integration tests: the real server on an ephemeral loopback port, the real
+//! binary in a clean environment (`binary`), raw Engine.IO frames (`raw`), and the real Node
+//! peers from the npm registry.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use clap::Parser;
-use scmarket_ws::cli::{Cli, Command as CliCommand, ServeArgs};
-use scmarket_ws::server::RunningServer;
+use scmarket_ws::server::{Config, RunningServer};
 
-/// Start `serve --dev` on `127.0.0.1:0` with an in-memory store and the demo data, plus
-/// `extra` flags exactly as a user would write them.
-pub async fn start_dev_server(extra: &[&str]) -> RunningServer {
-    let args = serve_args(extra);
-    scmarket_ws::server::start(args)
-        .await
-        .expect("the reference server starts")
+pub mod binary;
+pub mod raw;
+
+/// Start a throwaway dev server in this process: `Config::ephemeral_dev()`, that is dev mode on
+/// `127.0.0.1:0` with an in-memory store holding the demo data.
+pub async fn start_dev_server() -> RunningServer {
+    start_server(Config::ephemeral_dev()).await
 }
 
-pub fn serve_args(extra: &[&str]) -> ServeArgs {
-    let mut argv = vec![
-        "scmarket-ws",
-        "serve",
-        "--dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        "sqlite::memory:",
-    ];
-    argv.extend_from_slice(extra);
-    match Cli::try_parse_from(argv)
-        .expect("valid serve flags")
-        .command
-    {
-        CliCommand::Serve(args) => args,
-        other => panic!("expected serve, got {other:?}"),
-    }
+/// The same, with `adjust` applied to the configuration first, e.g.
+/// `start_dev_server_with(|c| c.limits.event_rate = 0)`.
+pub async fn start_dev_server_with(adjust: impl FnOnce(&mut Config)) -> RunningServer {
+    let mut config = Config::ephemeral_dev();
+    adjust(&mut config);
+    start_server(config).await
+}
+
+pub async fn start_server(config: Config) -> RunningServer {
+    scmarket_ws::server::start(config)
+        .await
+        .expect("the reference server starts")
 }
 
 pub fn node_dir() -> PathBuf {
@@ -67,8 +60,6 @@ pub fn ensure_node_modules() -> PathBuf {
         })
         .clone()
 }
-
-pub mod raw;
 
 use scmarket_ws::protocol::{DataEnvelope, DevLoginResponse};
 

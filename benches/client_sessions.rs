@@ -1,6 +1,6 @@
 //! Measure what one client session costs: connect time and resident memory per open session.
 //!
-//! cargo run --release --example client_sessions -- URL N [websocket|polling|upgrade] [COOKIE] [CONCURRENCY] [ACKS]
+//! cargo bench --bench client_sessions -- URL N [websocket|polling|upgrade] [COOKIE] [CONCURRENCY] [ACKS]
 //!
 //! Opens N sessions (CONCURRENCY at a time, default 1 = one after another), holds them all open,
 //! and prints connect-time percentiles and (RSS after - RSS before) / N. Raise `ulimit -n` above N.
@@ -62,8 +62,10 @@ fn cpu_seconds() -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: client_sessions URL N [websocket|polling|upgrade] [COOKIE] [CONCURRENCY]";
+    // `cargo bench` appends `--bench` (meant for libtest, which this harness-less bench is not).
+    let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
+    let usage =
+        "usage: client_sessions URL N [websocket|polling|upgrade] [COOKIE] [CONCURRENCY] [ACKS]";
     let url = args.get(1).ok_or_else(|| anyhow::anyhow!(usage))?.clone();
     let n: usize = args.get(2).ok_or_else(|| anyhow::anyhow!(usage))?.parse()?;
     let transport: Transport = args

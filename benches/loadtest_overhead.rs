@@ -2,7 +2,7 @@
 //! server it measures. Not a test: run it in release and record the figures in
 //! docs/BENCHMARKS.md.
 //!
-//!     cargo run --release --example loadtest_overhead
+//!     cargo bench --bench loadtest_overhead
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! account and the chat's access facts as two queries, against the one `join_facts` query.
 //! Not a test: run it in release and record the figures in docs/BENCHMARKS.md.
 //!
-//!     cargo run --release --example store_lookups
+//!     cargo bench --bench store_lookups
 
 use std::time::Instant;
 
