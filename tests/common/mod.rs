@@ -46,19 +46,32 @@ pub fn ensure_node_modules() -> PathBuf {
             let lock_path = std::env::temp_dir().join("scmarket-ws-npm.lock");
             let lock = std::fs::File::create(&lock_path).expect("create npm lock file");
             lock.lock().expect("take npm lock");
-            let marker = dir.join("node_modules/.package-lock.json");
-            if !marker.exists() {
+            // npm ci again whenever package-lock.json changed since the last install, so a
+            // checkout that gained a package never runs with a stale node_modules.
+            let lock_file = std::fs::read(dir.join("package-lock.json"))
+                .expect("read tests/node/package-lock.json");
+            let wanted = format!("{:016x}", fnv1a(&lock_file));
+            let stamp = dir.join("node_modules/.scmarket-ws-installed");
+            if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
                 let status = Command::new("npm")
                     .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
                     .current_dir(&dir)
                     .status()
                     .expect("npm is on PATH (Node.js is needed for the interop tests)");
                 assert!(status.success(), "npm ci in tests/node failed");
+                std::fs::write(&stamp, &wanted).expect("write the npm install stamp");
             }
             let _ = lock.unlock();
             dir
         })
         .clone()
+}
+
+/// FNV-1a: a stable fingerprint of a file's bytes (std's hasher may change between releases).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 use scmarket_ws::protocol::{DataEnvelope, DevLoginResponse};
