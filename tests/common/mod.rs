@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use scmarket_ws::server::{Config, RunningServer};
 
 pub mod binary;
+pub mod http1;
 pub mod raw;
 
 /// Start a throwaway dev server in this process: `Config::ephemeral_dev()`, that is dev mode on
