@@ -193,7 +193,15 @@ pub async fn engine_gate(State(gate): State<Arc<Gate>>, mut req: Request, next: 
             tracing::debug!(%peer, "refused an upgrade to an unknown sid");
             return abort_upgrade(StatusCode::BAD_REQUEST, "Session ID unknown");
         }
-        return as_engine_io(next.run(req).await, upgrade).await;
+        let post = req.method() == Method::POST;
+        let mut response = as_engine_io(next.run(req).await, upgrade).await;
+        if post && response.status() == StatusCode::OK {
+            // engine.io answers a polling POST `ok` as text/html, engineioxide as text/plain.
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        }
+        return response;
     }
     if !app.limits.allow_handshake(peer) {
         tracing::debug!(%peer, "handshake rate limit reached");

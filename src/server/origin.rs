@@ -99,11 +99,17 @@ fn normalise_origin(origin: &str) -> String {
 pub async fn cors(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let from = app.origins.classify(req.headers());
     let origin = req.headers().get(header::ORIGIN).cloned();
+    let upgrade = req.headers().contains_key(header::UPGRADE);
     let mut response = if req.method() == Method::OPTIONS && from != RequestOrigin::Absent {
         preflight(&app, &req, from)
     } else {
         next.run(req).await
     };
+    // engine.io writes a refused upgrade straight to the socket, without the headers its
+    // middlewares set (those go on a 101 only).
+    if upgrade && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return response;
+    }
     let headers = response.headers_mut();
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
     if let (RequestOrigin::Listed, Some(origin)) = (from, origin) {

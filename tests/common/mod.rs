@@ -12,6 +12,7 @@ use scmarket_ws::server::{Config, RunningServer};
 pub mod binary;
 pub mod http1;
 pub mod raw;
+pub mod twin;
 
 /// Start a throwaway dev server in this process: `Config::ephemeral_dev()`, that is dev mode on
 /// `127.0.0.1:0` with an in-memory store holding the demo data.
