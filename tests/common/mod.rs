@@ -48,8 +48,7 @@ pub fn ensure_node_modules() -> PathBuf {
             let lock_path = std::env::temp_dir().join("scmarket-ws-npm.lock");
             let lock = std::fs::File::create(&lock_path).expect("create npm lock file");
             lock.lock().expect("take npm lock");
-            let marker = dir.join("node_modules/.package-lock.json");
-            if !marker.exists() {
+            if !node_packages_installed(&dir) {
                 let status = Command::new("npm")
                     .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
                     .current_dir(&dir)
@@ -61,6 +60,26 @@ pub fn ensure_node_modules() -> PathBuf {
             dir
         })
         .clone()
+}
+
+/// Whether every dependency pinned in `tests/node/package.json` is installed at its version, so
+/// a checkout that added a package (e.g. playwright-core) reinstalls instead of failing later.
+fn node_packages_installed(dir: &Path) -> bool {
+    let Ok(manifest) = std::fs::read_to_string(dir.join("package.json")) else {
+        return false;
+    };
+    let Ok(manifest) = serde_json::from_str::<serde_json::Value>(&manifest) else {
+        return false;
+    };
+    let Some(dependencies) = manifest["dependencies"].as_object() else {
+        return false;
+    };
+    dependencies.iter().all(|(name, version)| {
+        std::fs::read_to_string(dir.join("node_modules").join(name).join("package.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .is_some_and(|installed| installed["version"] == *version)
+    })
 }
 
 use scmarket_ws::protocol::{DataEnvelope, DevLoginResponse};
