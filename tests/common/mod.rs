@@ -11,6 +11,7 @@ use scmarket_ws::server::{Config, RunningServer};
 
 pub mod binary;
 pub mod http1;
+pub mod python;
 pub mod raw;
 pub mod twin;
 

@@ -83,3 +83,97 @@ impl Drop for ProductionTwin {
         let _ = self.child.wait();
     }
 }
+
+/// The server a client interop test talks to: `serve`, or the production twin with the two
+/// defects fixed that no client can work around when it asks for a join acknowledgement right
+/// after connecting (`swallowed-errors`: production never acknowledges; `late-listeners`: a
+/// join sent right after CONNECT is dropped). Every other defect stays as production has it.
+pub enum Peer {
+    Serve(scmarket_ws::server::RunningServer),
+    Twin(ProductionTwin),
+}
+
+impl Peer {
+    pub async fn serve() -> Peer {
+        Peer::Serve(super::start_dev_server().await)
+    }
+
+    pub fn production_twin() -> Peer {
+        Peer::Twin(ProductionTwin::start(&[
+            "--fix",
+            "swallowed-errors",
+            "--fix",
+            "late-listeners",
+        ]))
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Peer::Serve(_) => "serve",
+            Peer::Twin(_) => "production twin",
+        }
+    }
+
+    pub fn base(&self) -> String {
+        match self {
+            Peer::Serve(server) => server.http_url(),
+            Peer::Twin(twin) => twin.url(),
+        }
+    }
+
+    /// Sockets connected to the default namespace right now.
+    pub async fn open_sockets(&self) -> usize {
+        match self {
+            Peer::Serve(server) => server.socket_count(),
+            Peer::Twin(twin) => {
+                let state: serde_json::Value = reqwest::get(format!("{}/test/state", twin.url()))
+                    .await
+                    .expect("GET /test/state")
+                    .json()
+                    .await
+                    .expect("state JSON");
+                state["sockets"].as_u64().expect("sockets") as usize
+            }
+        }
+    }
+
+    /// Wait until no socket is connected (a clean disconnect reaches the server).
+    pub async fn wait_until_no_sockets(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let open = self.open_sockets().await;
+            if open == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: {open} socket(s) still open 5 s after the client disconnected",
+                self.name()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The message as the chat's history holds it, by id: what `serverMessage` must carry.
+    pub async fn stored_message(
+        &self,
+        cookie: &str,
+        chat_id: &str,
+        message_id: &str,
+    ) -> serde_json::Value {
+        let chat = super::get_json(format!("{}/api/chats/{chat_id}", self.base()), cookie).await;
+        chat["data"]["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .find(|m| m["message_id"] == message_id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{}: message {message_id} not in {chat}", self.name()))
+    }
+
+    pub async fn stop(self) {
+        if let Peer::Serve(server) = self {
+            server.shutdown().await;
+        }
+    }
+}
