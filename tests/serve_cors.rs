@@ -469,3 +469,43 @@ async fn rest_bodies_must_be_application_json() {
     assert_eq!(unknown.status, 404);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn serve_dev_says_which_dev_origins_it_allows() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = common::binary::async_command()
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            "sqlite::memory:",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the binary runs");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let read = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let listening = line.contains("listening on");
+            log.push(line);
+            if listening {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read)
+        .await
+        .expect("serve --dev starts within 20 s");
+    let _ = child.kill().await;
+    let said = log
+        .iter()
+        .find(|l| l.contains("dev origins"))
+        .unwrap_or_else(|| panic!("no line about the dev origins in {log:#?}"));
+    for origin in ["http://localhost:5173", "http://127.0.0.1:5173"] {
+        assert!(said.contains(origin), "{said}");
+    }
+}
