@@ -5,7 +5,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
@@ -642,51 +641,9 @@ fn asyncapi_document_shape() {
 
 // ---- a real OpenAPI validator ----
 
-/// A venv under target/ with the pinned openapi-spec-validator, created once per target dir.
-/// Test binaries run in parallel, so a file lock makes one of them install and the others wait.
-fn validator() -> &'static Path {
-    static READY: OnceLock<PathBuf> = OnceLock::new();
-    READY.get_or_init(|| {
-        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        std::fs::create_dir_all(tmp).expect("create CARGO_TARGET_TMPDIR");
-        let venv = tmp.join("openapi-validator-venv");
-        let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/requirements.txt");
-        let wanted = std::fs::read_to_string(&requirements).expect("read tests/requirements.txt");
-        let marker = venv.join("installed-requirements.txt");
-        let exe = venv.join("bin/openapi-spec-validator");
-
-        let lock = std::fs::File::create(tmp.join("openapi-validator-venv.lock"))
-            .expect("create lock file");
-        lock.lock().expect("take the venv lock");
-        let installed = std::fs::read_to_string(&marker).ok();
-        if installed.as_deref() != Some(wanted.as_str()) || !exe.exists() {
-            let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-            let status = Command::new(&python)
-                .args(["-m", "venv", "--clear"])
-                .arg(&venv)
-                .status()
-                .unwrap_or_else(|e| {
-                    panic!("cannot run {python} to create a venv (Python 3 is needed): {e}")
-                });
-            assert!(
-                status.success(),
-                "`{python} -m venv {}` failed",
-                venv.display()
-            );
-            let status = Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-                .arg(&requirements)
-                .status()
-                .expect("run pip in the venv");
-            assert!(
-                status.success(),
-                "pip install -r tests/requirements.txt failed (is PyPI reachable?)"
-            );
-            std::fs::write(&marker, &wanted).expect("write the install marker");
-        }
-        let _ = lock.unlock();
-        exe
-    })
+/// openapi-spec-validator from the tests' venv (`tests/requirements.txt`).
+fn validator() -> PathBuf {
+    common::python::venv().join("bin/openapi-spec-validator")
 }
 
 fn validate(path: &Path) -> Output {

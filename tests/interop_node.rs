@@ -1,11 +1,13 @@
 //! Interop: the real Node `socket.io-client` 4.8 from npm, configured like SC Market's web
-//! client, against `serve` on loopback.
+//! client, against `serve` on loopback, and against the production twin (a Node socket.io 4.8
+//! server configured like production) so the same client steps are proven against both peers.
 
 mod common;
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::twin::Peer;
 use common::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -109,4 +111,18 @@ async fn web_client_without_cookie_gets_a_connect_error() {
         assert!(seen.iter().all(|v| v["event"] != "connect"), "{seen:?}");
     }
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn production_web_client_against_the_production_twin() {
+    let peer = Peer::production_twin();
+    let base = peer.base();
+    for transports in [r#"["websocket","polling"]"#, r#"["polling"]"#] {
+        let cookie = session_cookie(&base, "alice").await;
+        let seen = run_web_client(&base, &cookie, DIRECT_CHAT, transports).await;
+        check_conversation(&seen);
+        // web-client.js closes its socket after the message: the twin sees it go.
+        peer.wait_until_no_sockets().await;
+    }
+    peer.stop().await;
 }

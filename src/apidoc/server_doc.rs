@@ -142,11 +142,27 @@ fn paths(dev: bool) -> Value {
         if let Value::Object(methods) = methods {
             methods.insert(
                 route.method().as_str().to_ascii_lowercase(),
-                operation(route),
+                with_browser_checks(route, operation(route)),
             );
         }
     }
     Value::Object(paths)
+}
+
+/// What `rest::guard` answers before a state-changing route runs: 415 unless the body is
+/// declared `application/json`, and 403 to a disallowed Origin (merged into a route's own 403,
+/// whose description then says both).
+fn with_browser_checks(route: Route, mut operation: Value) -> Value {
+    if route.method() == http::Method::GET {
+        return operation;
+    }
+    if let Some(responses) = operation["responses"].as_object_mut() {
+        responses
+            .entry("403")
+            .or_insert_with(|| error("OriginNotAllowed"));
+        responses.insert("415".into(), error("UnsupportedMediaType"));
+    }
+    operation
 }
 
 /// The OpenAPI operation object of one route.
@@ -241,7 +257,9 @@ fn operation(route: Route) -> Value {
                 "200": json_response("Stored and broadcast.", data_of(schema_ref("ResultSuccess"))),
                 "400": error("ValidationFailed"),
                 "401": error("NotLoggedIn"),
-                "403": error("NotAuthorized"),
+                "403": error_response(
+                    "The caller may not view this chat (message `Not authorized`), or the request \
+                     came from a disallowed Origin (message `Origin not allowed`)."),
                 "404": error("ChatNotFound"),
             },
         }),
@@ -265,7 +283,8 @@ fn operation(route: Route) -> Value {
                     "content": {"application/json": {"schema": data_of(schema_ref("DevLoginResponse"))}},
                 },
                 "400": error("ValidationFailed"),
-                "403": error_response("The user is banned (message `User is banned`)."),
+                "403": error_response("The user is banned (message `User is banned`), or the request \
+                                       came from a disallowed Origin (message `Origin not allowed`)."),
                 "404": error("NotFound"),
             },
         }),
@@ -328,7 +347,9 @@ fn rest_document(dev: bool) -> Value {
             "schemas": rest_schemas(),
             "responses": {
                 "ValidationFailed": error_response("The request is malformed: a bad chat id, a missing field, content outside 1 to 1000 characters."),
-                "NotLoggedIn": error_response("No valid scmarket.access or scmarket.sid cookie."),
+                "NotLoggedIn": error_response("No valid scmarket.access or scmarket.sid cookie (message `Authentication required`)."),
+                "OriginNotAllowed": error_response("The request came from a page whose Origin is neither allowed (--allowed-origin) nor the server's own (message `Origin not allowed`)."),
+                "UnsupportedMediaType": error_response("The body is not declared Content-Type: application/json (code `UNSUPPORTED_MEDIA_TYPE`)."),
                 "NotAuthorized": error_response("The caller may not view this chat (message `Not authorized`)."),
                 "ChatNotFound": error_response("No chat has this id (message `Chat not found`)."),
                 "NotFound": error_response("The route does not exist (dev routes without --dev)."),
@@ -380,6 +401,30 @@ mod tests {
             doc.pointer("/components/schemas/WebSocketMessage")
                 .is_some()
         );
+    }
+
+    #[test]
+    fn state_changing_routes_document_the_browser_checks() {
+        let doc = server_document(true);
+        for route in Route::ALL {
+            let operation =
+                &doc["paths"][route.path()][route.method().as_str().to_ascii_lowercase()];
+            let responses = operation["responses"].as_object().expect("responses");
+            if route.method() == http::Method::GET {
+                assert!(!responses.contains_key("415"), "{route:?}");
+                continue;
+            }
+            assert_eq!(
+                responses["415"],
+                json!({"$ref": "#/components/responses/UnsupportedMediaType"}),
+                "{route:?}"
+            );
+            let forbidden = responses["403"].to_string();
+            assert!(
+                forbidden.contains("OriginNotAllowed") || forbidden.contains("Origin not allowed"),
+                "{route:?}: {forbidden}"
+            );
+        }
     }
 
     #[test]

@@ -159,7 +159,7 @@ pub fn extension(components: &mut Map<String, Value>) -> Value {
             "type": "Handshake refused",
             "description": format!(
                 "No valid {} or {} cookie: the first engine request is answered HTTP 400, with body {} \
-                 on the polling transport and an empty body on a websocket upgrade. No CONNECT_ERROR \
+                 on the polling transport and `Bad request` (text/html) on a websocket upgrade. No CONNECT_ERROR \
                  packet is sent and the reason never reaches the client.",
                 protocol::ACCESS_COOKIE, protocol::SESSION_COOKIE, protocol::HANDSHAKE_REFUSAL_BODY
             ),

@@ -1,57 +1,98 @@
 //! The engine-level gate in front of socketioxide: Origin allowlist, handshake rate limit,
 //! cookie authentication and the per-user socket cap, decided on the first engine request
 //! (the one without `sid`) exactly where production decides, and refused the way production
-//! refuses (HTTP 400, no Socket.IO CONNECT_ERROR).
+//! refuses (HTTP 400, no Socket.IO CONNECT_ERROR). It also makes engineioxide's own answers to
+//! broken engine requests look like engine.io's, which clients and proxies may read: numeric
+//! error codes, a refused upgrade as `text/html`, and 400 (not 101, then a close) for an
+//! upgrade to a session that does not exist.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use dashmap::DashMap;
+use http::{HeaderValue, Method, StatusCode, header};
+use socketioxide::SocketIo;
+use socketioxide::socket::Sid;
 
 use super::AppState;
 use super::auth::{self, Refusal};
 use super::metrics::Metrics;
 use crate::protocol::HANDSHAKE_REFUSAL_BODY;
 
-/// The Origin allowlist, which production never enforces (`no-origin-check` in ARCHITECTURE.md).
-#[derive(Clone, Debug, Default)]
-pub struct OriginPolicy {
-    allowed: Vec<String>,
+pub use super::origin::OriginPolicy;
+
+/// The largest engineioxide answer the gate reads back (an open packet or an error body is
+/// about a hundred bytes); anything larger passes through untouched.
+const MAX_REWRITTEN_BODY: usize = 16 * 1024;
+
+/// What the gate shares: the app, the Socket.IO server (to look up namespace sockets), and the
+/// polling sessions it saw open, since engineioxide does not say which engine sessions exist.
+pub struct Gate {
+    app: AppState,
+    io: SocketIo,
+    polling: PollingSessions,
 }
 
-impl OriginPolicy {
-    pub fn new(allowed: &[String]) -> Self {
-        OriginPolicy {
-            allowed: allowed.iter().map(|o| normalise_origin(o)).collect(),
+impl Gate {
+    /// `connect_timeout` is how long an engine session may live without a namespace CONNECT:
+    /// after it, a session is either a namespace socket or closed.
+    pub fn new(app: AppState, io: SocketIo, connect_timeout: Duration) -> Arc<Gate> {
+        Arc::new(Gate {
+            app,
+            io,
+            polling: PollingSessions::new(connect_timeout),
+        })
+    }
+
+    /// Whether an upgrade to `sid` may reach a live engine session: one opened over polling
+    /// moments ago (its namespace CONNECT may still be on its way), or a connected namespace
+    /// socket, whose id is its engine sid in socketioxide. An engine session that closed
+    /// before its CONNECT is still "known" until `connect_timeout` has passed; an upgrade to it
+    /// then gets 101 and a close, as every upgrade did before this check.
+    fn knows(&self, sid: &str) -> bool {
+        self.polling.contains(sid)
+            || sid
+                .parse::<Sid>()
+                .is_ok_and(|sid| self.io.get_socket(sid).is_some())
+    }
+}
+
+/// Sids of engine sessions opened over polling in the last `ttl`.
+struct PollingSessions {
+    opened: DashMap<String, Instant>,
+    ttl: Duration,
+    inserts: AtomicU64,
+}
+
+impl PollingSessions {
+    fn new(ttl: Duration) -> Self {
+        PollingSessions {
+            opened: DashMap::new(),
+            ttl,
+            inserts: AtomicU64::new(0),
         }
     }
 
-    /// A request without Origin (a non-browser client) is allowed, and so is a same-origin one;
-    /// any other Origin must be listed.
-    pub fn allows(&self, headers: &HeaderMap) -> bool {
-        let Some(origin) = headers.get(header::ORIGIN) else {
-            return true;
-        };
-        let Ok(origin) = origin.to_str() else {
-            return false;
-        };
-        let origin = normalise_origin(origin);
-        if self.allowed.contains(&origin) {
-            return true;
-        }
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        match (host, origin.split_once("://")) {
-            (Some(host), Some((_, origin_host))) => origin_host.eq_ignore_ascii_case(host),
-            _ => false,
+    fn insert(&self, sid: String) {
+        self.opened.insert(sid, Instant::now());
+        // Forget expired sessions now and then: the map holds at most the handshakes of one
+        // `ttl`, which the per-IP handshake rate bounds.
+        if self.inserts.fetch_add(1, Ordering::Relaxed) % 256 == 255 {
+            self.opened.retain(|_, at| at.elapsed() < self.ttl);
         }
     }
-}
 
-fn normalise_origin(origin: &str) -> String {
-    origin.trim().trim_end_matches('/').to_ascii_lowercase()
+    fn contains(&self, sid: &str) -> bool {
+        self.opened
+            .get(sid)
+            .is_some_and(|at| at.elapsed() < self.ttl)
+    }
 }
 
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
@@ -62,33 +103,46 @@ fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn is_engine_request(path: &str, engine_path: &str) -> bool {
+pub fn is_engine_request(path: &str, engine_path: &str) -> bool {
     path.strip_prefix(engine_path)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-fn wants_websocket(req: &Request) -> bool {
+/// A real websocket upgrade (the `Upgrade: websocket` header), which engine.io answers on the
+/// raw socket rather than with a JSON body.
+fn is_upgrade(req: &Request) -> bool {
     req.headers()
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-        || query_param(req.uri().query(), "transport") == Some("websocket")
+}
+
+/// engine.io's `abortUpgrade`: the message as a small `text/html` body, then the connection is
+/// closed. (engine.io always writes status 400; `serve`'s own refusals keep 403 and 429, which
+/// say more.)
+fn abort_upgrade(status: StatusCode, message: &str) -> Response {
+    let mut response = Response::new(Body::from(message.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    response
 }
 
 /// How a refusal looks on the wire. Polling gets engine.io's JSON error body; a websocket
-/// upgrade gets a bare status, as engine.io's `abortUpgrade` writes it.
-fn refuse(status: StatusCode, websocket: bool) -> Response {
-    let mut response = if websocket {
-        let mut r = (status, status.canonical_reason().unwrap_or("")).into_response();
-        r.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        r
+/// upgrade gets engine.io's `abortUpgrade` answer.
+fn refuse(status: StatusCode, upgrade: bool) -> Response {
+    let (body, message) = match status {
+        StatusCode::FORBIDDEN => (r#"{"code":4,"message":"Forbidden"}"#, "Forbidden"),
+        StatusCode::TOO_MANY_REQUESTS => (
+            r#"{"code":3,"message":"Too many requests"}"#,
+            "Too many requests",
+        ),
+        _ => (HANDSHAKE_REFUSAL_BODY, "Bad request"),
+    };
+    let mut response = if upgrade {
+        abort_upgrade(status, message)
     } else {
-        let body = match status {
-            StatusCode::FORBIDDEN => r#"{"code":4,"message":"Forbidden"}"#,
-            StatusCode::TOO_MANY_REQUESTS => r#"{"code":3,"message":"Too many requests"}"#,
-            _ => HANDSHAKE_REFUSAL_BODY,
-        };
         let mut r = Response::new(Body::from(body));
         *r.status_mut() = status;
         r.headers_mut().insert(
@@ -105,11 +159,17 @@ fn refuse(status: StatusCode, websocket: bool) -> Response {
     response
 }
 
-pub async fn engine_gate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+/// The refusal of a request from a disallowed Origin (also used for preflights by `origin.rs`).
+pub fn refuse_origin(upgrade: bool) -> Response {
+    refuse(StatusCode::FORBIDDEN, upgrade)
+}
+
+pub async fn engine_gate(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> Response {
+    let app = &gate.app;
     if !is_engine_request(req.uri().path(), &app.engine_path) {
         return next.run(req).await;
     }
-    let websocket = wants_websocket(&req);
+    let upgrade = is_upgrade(&req);
     let peer: IpAddr = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -123,18 +183,31 @@ pub async fn engine_gate(State(app): State<AppState>, mut req: Request, next: Ne
             .unwrap_or("<not text>");
         tracing::info!(%peer, origin, "refused an engine request from a disallowed Origin");
         Metrics::reason(&app.metrics.handshakes_refused, "origin_not_allowed");
-        return refuse(StatusCode::FORBIDDEN, websocket);
+        return refuse(StatusCode::FORBIDDEN, upgrade);
     }
     // Requests of an open session (polling, upgrade) carry its sid and were checked at its
-    // handshake; socketioxide answers unknown sids itself.
-    if query_param(req.uri().query(), "sid").is_some() {
-        return next.run(req).await;
+    // handshake. engineioxide answers an unknown sid on polling itself, but accepts any
+    // well-formed sid on an upgrade and only then closes it: engine.io refuses it with 400.
+    if let Some(sid) = query_param(req.uri().query(), "sid") {
+        if upgrade && !gate.knows(sid) {
+            tracing::debug!(%peer, "refused an upgrade to an unknown sid");
+            return abort_upgrade(StatusCode::BAD_REQUEST, "Session ID unknown");
+        }
+        let post = req.method() == Method::POST;
+        let mut response = as_engine_io(next.run(req).await, upgrade).await;
+        if post && response.status() == StatusCode::OK {
+            // engine.io answers a polling POST `ok` as text/html, engineioxide as text/plain.
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        }
+        return response;
     }
     if !app.limits.allow_handshake(peer) {
         tracing::debug!(%peer, "handshake rate limit reached");
         app.metrics.limited("handshake");
         Metrics::reason(&app.metrics.handshakes_refused, "rate_limited");
-        return refuse(StatusCode::TOO_MANY_REQUESTS, websocket);
+        return refuse(StatusCode::TOO_MANY_REQUESTS, upgrade);
     }
     match auth::authenticate(req.headers(), &app.secrets, app.store.as_ref()).await {
         Ok(authenticated) => {
@@ -142,17 +215,83 @@ pub async fn engine_gate(State(app): State<AppState>, mut req: Request, next: Ne
                 tracing::info!(%peer, user = %authenticated.user.username, "per-user socket cap reached");
                 app.metrics.limited("connections_per_user");
                 Metrics::reason(&app.metrics.handshakes_refused, "too_many_connections");
-                return refuse(StatusCode::TOO_MANY_REQUESTS, websocket);
+                return refuse(StatusCode::TOO_MANY_REQUESTS, upgrade);
             }
             req.extensions_mut().insert(authenticated);
-            next.run(req).await
+            let polling_open = req.method() == Method::GET
+                && query_param(req.uri().query(), "transport") == Some("polling");
+            let response = next.run(req).await;
+            if polling_open && response.status() == StatusCode::OK {
+                return remember_polling_open(&gate, response).await;
+            }
+            as_engine_io(response, upgrade).await
         }
         Err(refusal) => {
             log_refusal(peer, refusal);
             Metrics::reason(&app.metrics.handshakes_refused, refusal.as_str());
-            refuse(StatusCode::BAD_REQUEST, websocket)
+            refuse(StatusCode::BAD_REQUEST, upgrade)
         }
     }
+}
+
+/// Note the sid of a polling open packet (`0{"sid":"...",...}`), so its upgrade is let through.
+async fn remember_polling_open(gate: &Gate, response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_REWRITTEN_BODY).await else {
+        tracing::warn!("could not read a polling open packet back");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let sid = bytes
+        .strip_prefix(b"0")
+        .and_then(|json| {
+            let end = json.iter().position(|b| *b == 0x1e).unwrap_or(json.len());
+            serde_json::from_slice::<serde_json::Value>(&json[..end]).ok()
+        })
+        .and_then(|open| open.get("sid")?.as_str().map(str::to_string));
+    match sid {
+        Some(sid) => gate.polling.insert(sid),
+        None => tracing::warn!("a polling open answer without a sid"),
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// engineioxide's error answers as engine.io writes them: `{"code":5,...}` with a number, not
+/// `{"code":"5",...}`, and on an upgrade the bare message as `text/html`. Other answers pass
+/// through untouched.
+async fn as_engine_io(response: Response, upgrade: bool) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() != StatusCode::BAD_REQUEST || !is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_REWRITTEN_BODY).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let Some((code, message)) = engine_error(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    if upgrade {
+        return abort_upgrade(StatusCode::BAD_REQUEST, &message);
+    }
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    let mut response = Response::from_parts(parts, Body::from(body));
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    response
+}
+
+/// The code and message of an engine error body, the code as a number whether it was written
+/// as one or as a string.
+fn engine_error(body: &[u8]) -> Option<(u64, String)> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let code = match value.get("code")? {
+        serde_json::Value::Number(n) => n.as_u64()?,
+        serde_json::Value::String(s) => s.parse().ok()?,
+        _ => return None,
+    };
+    Some((code, value.get("message")?.as_str()?.to_string()))
 }
 
 fn log_refusal(peer: IpAddr, refusal: Refusal) {
@@ -168,28 +307,19 @@ fn log_refusal(peer: IpAddr, refusal: Refusal) {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
-
     #[test]
-    fn origin_policy() {
-        let p = OriginPolicy::new(&["https://sc-market.space/".into()]);
-        assert!(p.allows(&headers(&[])));
-        assert!(p.allows(&headers(&[("origin", "https://SC-market.space")])));
-        assert!(p.allows(&headers(&[
-            ("origin", "http://127.0.0.1:7000"),
-            ("host", "127.0.0.1:7000")
-        ])));
-        assert!(!p.allows(&headers(&[
-            ("origin", "https://evil.example"),
-            ("host", "127.0.0.1:7000")
-        ])));
-        assert!(!p.allows(&headers(&[("origin", "null")])));
+    fn engine_error_codes_become_numbers() {
+        assert_eq!(
+            engine_error(br#"{"code":"5","message":"Unsupported protocol version"}"#),
+            Some((5, "Unsupported protocol version".into()))
+        );
+        assert_eq!(
+            engine_error(br#"{"code":1,"message":"Session ID unknown"}"#),
+            Some((1, "Session ID unknown".into()))
+        );
+        for other in [&b"{}"[..], b"not json", br#"{"code":"x","message":"m"}"#] {
+            assert_eq!(engine_error(other), None);
+        }
     }
 
     #[test]

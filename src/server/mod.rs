@@ -7,6 +7,7 @@ pub mod config;
 pub mod handshake;
 pub mod limits;
 pub mod metrics;
+pub mod origin;
 pub mod realtime;
 pub mod rest;
 pub mod routes;
@@ -29,9 +30,9 @@ use crate::store::fixtures::{DEMO_YAML, Fixtures};
 use crate::store::{SqliteStore, Store};
 use auth::Secrets;
 pub use config::{Config, EngineConfig, LimitsConfig, SecretsConfig, StoreConfig};
-use handshake::OriginPolicy;
 use limits::Limits;
 use metrics::Metrics;
+use origin::OriginPolicy;
 use routes::Route;
 
 /// What every handler shares.
@@ -161,7 +162,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         secrets,
         metrics: Metrics::new(config.metrics_room_labels),
         limits: Limits::new(&config.limits),
-        origins: OriginPolicy::new(&config.allowed_origins),
+        origins: OriginPolicy::for_server(&config.allowed_origins, config.dev),
         engine_path: path.clone(),
         dev: config.dev,
     }));
@@ -184,17 +185,28 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         app: app.clone(),
         io: io.clone(),
     };
-    // Routes sharing a path (GET and POST /api/chats) merge into one method router.
+    let gate = handshake::Gate::new(app.clone(), io.clone(), engine.connect_timeout);
+    // Routes sharing a path (GET and POST /api/chats) merge into one method router. Layers,
+    // innermost first: the REST guard on matched routes only (an unknown route stays a 404),
+    // socketioxide, the engine gate in front of it, and CORS around everything, refusals too.
     let api = Route::served(config.dev).fold(Router::new(), |router, route| {
         router.route(route.path(), handler(route))
     });
     let router = api
+        .route_layer(axum::middleware::from_fn_with_state(
+            http.clone(),
+            rest::guard,
+        ))
         .fallback(rest::not_found)
         .with_state(http)
         .layer(layer)
         .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
+            gate,
             handshake::engine_gate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            origin::cors,
         ));
 
     let listener = bind(config.listen).map_err(|e| {

@@ -5,15 +5,17 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::HttpState;
 use super::access::can_view_chat;
 use super::auth::{self, Refusal};
+use super::origin::RequestOrigin;
 use super::realtime::user_room;
 use crate::protocol::{
     ACCESS_COOKIE, ACCESS_TOKEN_LIFETIME, ChatId, CreateChatRequest, CreatedChat, DataEnvelope,
@@ -77,6 +79,48 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The answer to a state-changing request, or a preflight, from a disallowed Origin.
+pub fn origin_refused() -> Response {
+    ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", "Origin not allowed").into_response()
+}
+
+/// In front of every REST route (a route layer, so an unknown route stays a 404): a request
+/// that changes something must come from an allowed page, and its body must be declared
+/// `application/json`. A cross-site HTML form can send neither a listed Origin nor that type
+/// (browsers preflight it), so it cannot post in a visitor's name whatever the cookie's
+/// SameSite allows; production checks neither (`no-origin-check` in ARCHITECTURE.md).
+pub async fn guard(State(state): State<HttpState>, req: Request, next: Next) -> Response {
+    let changes_state = !matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
+    if !changes_state {
+        return next.run(req).await;
+    }
+    if state.app.origins.classify(req.headers()) == RequestOrigin::Foreign {
+        tracing::info!(origin = ?req.headers().get(header::ORIGIN), path = req.uri().path(), "refused a REST request from a disallowed Origin");
+        return origin_refused();
+    }
+    if !is_json(req.headers()) {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Content-Type must be application/json",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether the body is declared `application/json` (parameters such as `charset` allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
 type ApiResult<T> = Result<Json<DataEnvelope<T>>, ApiError>;
 
 fn data<T: Serialize>(value: T) -> ApiResult<T> {
@@ -105,7 +149,7 @@ async fn caller(state: &HttpState, headers: &HeaderMap) -> Result<User, ApiError
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHORIZED",
-                "Not logged in",
+                "Authentication required",
             ))
         }
     }

@@ -10,7 +10,10 @@ use std::sync::OnceLock;
 use scmarket_ws::server::{Config, RunningServer};
 
 pub mod binary;
+pub mod http1;
+pub mod python;
 pub mod raw;
+pub mod twin;
 
 /// Start a throwaway dev server in this process: `Config::ephemeral_dev()`, that is dev mode on
 /// `127.0.0.1:0` with an in-memory store holding the demo data.
@@ -46,20 +49,13 @@ pub fn ensure_node_modules() -> PathBuf {
             let lock_path = std::env::temp_dir().join("scmarket-ws-npm.lock");
             let lock = std::fs::File::create(&lock_path).expect("create npm lock file");
             lock.lock().expect("take npm lock");
-            // npm ci again whenever package-lock.json changed since the last install, so a
-            // checkout that gained a package never runs with a stale node_modules.
-            let lock_file = std::fs::read(dir.join("package-lock.json"))
-                .expect("read tests/node/package-lock.json");
-            let wanted = format!("{:016x}", fnv1a(&lock_file));
-            let stamp = dir.join("node_modules/.scmarket-ws-installed");
-            if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+            if !node_packages_installed(&dir) {
                 let status = Command::new("npm")
                     .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
                     .current_dir(&dir)
                     .status()
                     .expect("npm is on PATH (Node.js is needed for the interop tests)");
                 assert!(status.success(), "npm ci in tests/node failed");
-                std::fs::write(&stamp, &wanted).expect("write the npm install stamp");
             }
             let _ = lock.unlock();
             dir
@@ -67,10 +63,23 @@ pub fn ensure_node_modules() -> PathBuf {
         .clone()
 }
 
-/// FNV-1a: a stable fingerprint of a file's bytes (std's hasher may change between releases).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+/// Whether every dependency pinned in `tests/node/package.json` is installed at its version, so
+/// a checkout that added a package (e.g. playwright-core) reinstalls instead of failing later.
+fn node_packages_installed(dir: &Path) -> bool {
+    let Ok(manifest) = std::fs::read_to_string(dir.join("package.json")) else {
+        return false;
+    };
+    let Ok(manifest) = serde_json::from_str::<serde_json::Value>(&manifest) else {
+        return false;
+    };
+    let Some(dependencies) = manifest["dependencies"].as_object() else {
+        return false;
+    };
+    dependencies.iter().all(|(name, version)| {
+        std::fs::read_to_string(dir.join("node_modules").join(name).join("package.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .is_some_and(|installed| installed["version"] == *version)
     })
 }
 

@@ -212,21 +212,23 @@ const io = new Server(server, {
 
 // 1. CORS and preflights, as production's cors middleware.
 io.engine.use((req, res, next) => {
+  const polling = res instanceof http.ServerResponse;
+  // As socket.io's `cors` option: on polling and on the upgrade (engine.io writes the headers a
+  // middleware sets on an upgrade into its 101 answer).
+  applyCors(req, res);
   if (!defect("no-origin-check") && !originPasses(req)) {
     // `serve`'s refusal: 403 on both transports (engine.io's own allowRequest refusal would be a
     // 400 on a websocket upgrade, and would come after authentication).
-    if (res instanceof http.ServerResponse) {
+    if (polling) {
       res.writeHead(403, { "Content-Type": "application/json" });
       res.end('{"code":4,"message":"Forbidden"}');
     } else {
-      res.socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nForbidden");
+      // As engine.io's abortUpgrade writes a refusal, with serve's 403.
+      res.socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-type: text/html\r\nContent-Length: 9\r\n\r\nForbidden");
     }
     return;
   }
-  if (res instanceof http.ServerResponse) {
-    applyCors(req, res);
-    if (req.method === "OPTIONS") return answerPreflight(req, res);
-  }
+  if (polling && req.method === "OPTIONS") return answerPreflight(req, res);
   next();
 });
 
@@ -606,9 +608,27 @@ const ROUTES = [
   [/^\/healthz$/, { GET: (req, res) => res.writeHead(200, { "Content-Type": "text/plain" }).end("ok") }],
 ];
 
+// With no-origin-check fixed, as `serve`: what changes state must come from an allowed page
+// and carry a body declared application/json, which a cross-site HTML form can do neither of.
+const changesState = (method) => !["GET", "HEAD", "OPTIONS", "TRACE"].includes(method);
+const originRefused = () => new ApiError(403, "FORBIDDEN", "Origin not allowed");
+
+function guardStateChange(req) {
+  if (defect("no-origin-check") || !changesState(req.method)) return;
+  if (!originPasses(req)) throw originRefused();
+  const type = String(req.headers["content-type"] || "").split(";")[0].trim().toLowerCase();
+  if (type !== "application/json") throw new ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json");
+}
+
 async function handleRest(req, res) {
   applyCors(req, res);
-  if (req.method === "OPTIONS") return answerPreflight(req, res);
+  if (req.method === "OPTIONS") {
+    if (!defect("no-origin-check") && !originPasses(req)) {
+      const e = originRefused();
+      return send(res, e.status, errorBody(e.code, e.message));
+    }
+    return answerPreflight(req, res);
+  }
   const pathname = new URL(req.url, "http://twin.invalid").pathname;
   try {
     for (const [pattern, methods] of ROUTES) {
@@ -616,6 +636,7 @@ async function handleRest(req, res) {
       if (!match) continue;
       const handler = methods[req.method];
       if (!handler) throw new ApiError(405, "METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${pathname}`);
+      guardStateChange(req);
       return await handler(req, res, ...match.slice(1));
     }
     throw notFound("No such route");

@@ -116,7 +116,8 @@ function request(twin, method, pathname, { headers = {}, body } = {}) {
       },
     );
     req.on("error", reject);
-    if (payload !== undefined) req.setHeader("content-type", "application/json");
+    const typed = Object.keys(headers).some((k) => k.toLowerCase() === "content-type");
+    if (payload !== undefined && !typed) req.setHeader("content-type", "application/json");
     req.end(payload);
   });
 }
@@ -731,6 +732,27 @@ describe("production twin", { concurrency: true }, () => {
       assert.equal((await pollingHandshake(ctx.twin, { cookie: alice.session })).status, 200);
       assert.equal((await pollingHandshake(ctx.twin, { cookie: alice.session, origin: ctx.twin.url })).status, 200, "same origin");
       assert.equal((await websocketHandshake(ctx.twin, { cookie: alice.session, origin: LISTED_ORIGIN })).status, 101);
+    });
+
+    it("refuses state-changing REST requests from a disallowed Origin, and bodies not declared JSON", async () => {
+      const alice = await login(ctx.twin, "alice");
+      const messages = `/api/chats/${CHAT.direct}/messages`;
+      const hostile = await post(ctx.twin, messages, { content: "from a hostile page" }, { cookie: alice.session, origin: HOSTILE_ORIGIN });
+      assert.equal(hostile.status, 403);
+      assert.deepEqual(hostile.json, { error: { code: "FORBIDDEN", message: "Origin not allowed" } });
+      const hostilePreflight = await request(ctx.twin, "OPTIONS", messages, { headers: { origin: HOSTILE_ORIGIN } });
+      assert.equal(hostilePreflight.status, 403);
+      for (const type of ["text/plain", "application/x-www-form-urlencoded"]) {
+        const typed = await post(ctx.twin, messages, JSON.stringify({ content: "typed otherwise" }), { cookie: alice.session, "content-type": type });
+        assert.equal(typed.status, 415, type);
+        assert.equal(typed.json.error.code, "UNSUPPORTED_MEDIA_TYPE");
+      }
+      const detail = await request(ctx.twin, "GET", `/api/chats/${CHAT.direct}`, { headers: { cookie: alice.session } });
+      const contents = detail.json.data.messages.map((m) => m.content);
+      assert.ok(!contents.includes("from a hostile page") && !contents.includes("typed otherwise"), contents.join(", "));
+      const listed = await post(ctx.twin, messages, { content: "from the app" }, { cookie: alice.session, origin: LISTED_ORIGIN });
+      assert.equal(listed.status, 200);
+      assert.equal(listed.headers["access-control-allow-origin"], LISTED_ORIGIN);
     });
   });
 

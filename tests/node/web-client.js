@@ -53,9 +53,15 @@ socket.on("connect_error", (err) => {
   socket.close();
   process.exit(0);
 });
+// A clean disconnect: the DISCONNECT packet and the transport's close reach the server before
+// the process ends (exiting at once could cut them off).
+const closeAndExit = () => {
+  socket.io.engine.once("close", () => process.exit(0));
+  setTimeout(() => process.exit(0), 2000).unref();
+  socket.close();
+};
 socket.on("serverMessage", (message) => {
   say({ event: "serverMessage", message });
   clearTimeout(deadline);
-  socket.close();
-  process.exit(0);
+  closeAndExit();
 });
