@@ -353,3 +353,32 @@ thresholds:
     assert!((completeness - 2.0 / 3.0).abs() < 1e-3, "{completeness}");
     assert_eq!(code, 1, "the completeness threshold fails");
 }
+
+/// An open phase of 30 days at 800 arrivals per second is two billion virtual users. Setup used
+/// to render every username before logging them in, so the run died on a 48 GB allocation
+/// before the first session; users now come from a pool no larger than the sessions one
+/// generator can hold, so the run gets as far as the (unreachable) target and says so.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_huge_open_phase_logs_in_a_bounded_pool_of_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("huge.yaml");
+    std::fs::write(
+        &file,
+        "name: huge\ntarget: http://127.0.0.1:9\nphases:\n  - { duration: 30days, arrival_rate: 800 }\nscenarios:\n  - name: a\n    steps: [connect]\n",
+    )
+    .unwrap();
+    // 3 GB of address space: plenty for the tool, far too little for two billion usernames.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 3000000 && exec \"$0\" -q load-test \"$1\" --interval 5m")
+        .arg(env!("CARGO_BIN_EXE_scmarket-ws"))
+        .arg(&file)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("sh runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("dev login as vu-"), "{stderr}");
+    assert!(!stderr.contains("memory allocation"), "{stderr}");
+}
