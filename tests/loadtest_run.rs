@@ -479,9 +479,8 @@ async fn two_generators_merge_interval_by_interval() {
         let (x, y) = (of(&ia), of(&ib));
         // A generator without an interval there had not started yet or had ended (with every
         // session closed): it adds nothing, open sessions included.
-        let sum = |path: &dyn Fn(&Value) -> u64| {
-            x.as_ref().map_or(0, |i| path(i)) + y.as_ref().map_or(0, |i| path(i))
-        };
+        let sum =
+            |path: &dyn Fn(&Value) -> u64| x.as_ref().map_or(0, path) + y.as_ref().map_or(0, path);
         for field in fields {
             let want = sum(&|i: &Value| i[field].as_u64().unwrap());
             assert_eq!(m[field].as_u64().unwrap(), want, "{field} at {at}");
