@@ -352,6 +352,7 @@ impl Driver {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = tick.tick() => {
                     self.progress.update(&self.shared.metrics, &label, self.wall.elapsed());
+                    self.shared.metrics.compact_series(std::time::Instant::now());
                     continue;
                 }
                 _ = &mut self.ctrl_c => return Outcome::Interrupted,
@@ -380,6 +381,7 @@ impl Driver {
                 _ = self.users.join_next() => {}
                 _ = tick.tick() => {
                     self.progress.update(&self.shared.metrics, "finishing", self.wall.elapsed());
+                    self.shared.metrics.compact_series(std::time::Instant::now());
                 }
                 _ = tokio::time::sleep_until(grace_end) => break,
                 _ = &mut self.ctrl_c => *interrupted = true,

@@ -342,6 +342,19 @@ impl Metrics {
         self.series.values(until, guards.iter().map(|g| &g.series))
     }
 
+    /// Move the latency counts of intervals that ended before `now`'s previous one out of the
+    /// shards into encoded histograms, so a long run's memory grows by kilobytes per interval.
+    /// The runner calls it a few times a second; it takes each shard's lock briefly in turn.
+    pub fn compact_series(&self, now: Instant) {
+        let cutoff = self.series.clock().slot(now).saturating_sub(1);
+        let mut drained = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            drained.extend(shard.series.drain_before(cutoff));
+        }
+        self.series.absorb(drained);
+    }
+
     /// The length of this run's intervals.
     pub fn interval(&self) -> Duration {
         self.series.clock().len()

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use time::OffsetDateTime;
 
-use crate::loadtest::metrics::series::histogram_of;
+use crate::loadtest::metrics::series::decode_bytes;
 use crate::loadtest::metrics::{
     DisconnectReason, ErrorKind, FailReason, MarkKind, SERIES_LATENCIES, SeriesValues,
     new_histogram,
@@ -120,7 +120,13 @@ impl TimeSeries {
                 i.delivery_completeness = completeness(v.delivery_expected, v.delivery_received);
                 i.errors_total = v.errors.iter().sum();
                 i.errors_by_kind = named_nonzero(ErrorKind::ALL.map(ErrorKind::name), &v.errors);
-                let hists = v.latencies.each_ref().map(|counts| histogram_of(counts));
+                // Decoded one interval at a time: a dense histogram is tens of kilobytes.
+                let hists = v.latencies.each_ref().map(|bytes| {
+                    bytes
+                        .as_deref()
+                        .and_then(|b| decode_bytes(b).ok())
+                        .unwrap_or_else(new_histogram)
+                });
                 i.set_latencies(hists.each_ref());
                 i
             })

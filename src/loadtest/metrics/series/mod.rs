@@ -25,7 +25,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
 
-pub use buckets::{SparseCounts, histogram_of};
+use buckets::{Compacted, group};
+pub use buckets::{SparseCounts, decode_bytes, histogram_of};
 pub use clock::{
     DEFAULT_INTERVAL, IntervalClock, MAX_INTERVAL, MAX_INTERVALS, MIN_INTERVAL, interval_for,
     intervals_spanned,
@@ -120,8 +121,9 @@ pub struct IntervalValues {
     pub errors: [u64; ErrorKind::ALL.len()],
     pub delivery_expected: u64,
     pub delivery_received: u64,
-    /// Per [`SERIES_LATENCIES`]: `(bucket's lowest value in µs, count)`, ascending.
-    pub latencies: [Vec<(u64, u64)>; SERIES_LATENCIES.len()],
+    /// Per [`SERIES_LATENCIES`]: the interval's histogram, encoded (V2 + DEFLATE, see
+    /// [`decode_bytes`]); `None` without samples.
+    pub latencies: [Option<Vec<u8>>; SERIES_LATENCIES.len()],
 }
 
 /// The run over time, as plain numbers.
@@ -139,6 +141,8 @@ pub struct Series {
     clock: IntervalClock,
     slots: SlotTable<IntervalCounters>,
     marks: Mutex<Vec<Mark>>,
+    /// Latency histograms of intervals that are over (see `buckets`).
+    compacted: Mutex<Compacted>,
 }
 
 impl Series {
@@ -147,7 +151,19 @@ impl Series {
             clock: IntervalClock::new(interval, anchor, wall),
             slots: SlotTable::default(),
             marks: Mutex::default(),
+            compacted: Mutex::default(),
         }
+    }
+
+    /// Keep counts drained from the shards, encoded by interval.
+    pub fn absorb(&self, entries: Vec<(usize, usize, u64, u64)>) {
+        if entries.is_empty() {
+            return;
+        }
+        self.compacted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .absorb(entries);
     }
 
     pub fn clock(&self) -> &IntervalClock {
@@ -196,21 +212,25 @@ impl Series {
                 v
             })
             .collect();
-        for shard in shards {
-            for (slot, latency, value, count) in shard.entries() {
-                // Samples are charged to when their operation began, which is never after
-                // `until`; a slot past it could only come from a sample recorded later.
-                let slot = slot.min(last);
-                if let Some(counts) = intervals[slot].latencies.get_mut(latency) {
-                    counts.push((value, count));
-                }
+        // Samples are charged to when their operation began, which is never after `until`; a
+        // slot past it could only come from a sample recorded later.
+        let recent = group(
+            shards
+                .into_iter()
+                .flat_map(|shard| shard.entries())
+                .map(|(slot, latency, value, count)| (slot.min(last), latency, value, count))
+                .collect(),
+        );
+        let compacted = self.compacted.lock().unwrap_or_else(|p| p.into_inner());
+        for (slot, v) in intervals.iter_mut().enumerate() {
+            for (latency, hist) in v.latencies.iter_mut().enumerate() {
+                let counts = recent.get(&(slot, latency)).map_or(&[][..], Vec::as_slice);
+                *hist = compacted.with(slot, latency, counts);
             }
         }
+        drop(compacted);
         let mut open: u64 = 0;
         for v in &mut intervals {
-            for counts in &mut v.latencies {
-                merge_sorted(counts);
-            }
             let before = open;
             let opened = v.connected + v.reconnects;
             let closed: u64 = v.disconnects.iter().sum();
@@ -228,19 +248,6 @@ impl Series {
             marks,
         }
     }
-}
-
-/// Sort `(value, count)` pairs by value and add the counts of equal values.
-fn merge_sorted(counts: &mut Vec<(u64, u64)>) {
-    counts.sort_unstable_by_key(|(v, _)| *v);
-    counts.dedup_by(|later, kept| {
-        if later.0 == kept.0 {
-            kept.1 += later.1;
-            true
-        } else {
-            false
-        }
-    });
 }
 
 impl IntervalCounters {

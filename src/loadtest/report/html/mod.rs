@@ -46,7 +46,8 @@ body { margin: 0; padding: 24px; font: 14px/1.45 system-ui, -apple-system, "Sego
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 17px; margin: 28px 0 10px; }
 .sub { color: var(--muted); margin: 0 0 16px; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 16px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 16px; }
+.tables { display: grid; grid-template-columns: repeat(auto-fit, minmax(340px, 1fr)); gap: 0 24px; align-items: start; }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; }
 .card h3 { margin: 0 0 2px; font-size: 16px; display: flex; align-items: center; gap: 10px; }
 .verdict { font-size: 13px; font-weight: 700; color: #fff; border-radius: 12px; padding: 1px 10px; }
@@ -225,7 +226,7 @@ fn summary_card(page: &mut String, run: &Run) {
         ("ack p50 / p95 / p99 (ms)", ms(Latency::Ack)),
         ("delivery p50 / p95 / p99 (ms)", ms(Latency::Delivery)),
     ];
-    page.push_str("<table class=\"figures\">\n");
+    page.push_str("<div class=\"tables\">\n<table class=\"figures\">\n");
     for (name, value) in rows {
         let _ = writeln!(
             page,
@@ -259,6 +260,7 @@ fn summary_card(page: &mut String, run: &Run) {
         }
         page.push_str("</table>\n");
     }
+    page.push_str("</div>\n");
     for w in &r.generator.warnings {
         let _ = writeln!(page, "<p class=\"warning\">warning: {}</p>", esc(w));
     }
