@@ -51,6 +51,32 @@ fn main() {
         start.elapsed(),
     );
 
+    // The same as the runner does it: a latency timed from the instant its operation began
+    // and a message counted at its arrival stamp, so the interval of each costs no clock read.
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads as u64 {
+            let metrics = Arc::clone(&metrics);
+            s.spawn(move || {
+                let mut r = metrics.recorder();
+                let began = Instant::now();
+                for i in 0..per_thread {
+                    metrics.message_received_at(began);
+                    r.record_started(
+                        Latency::Ack,
+                        began,
+                        Duration::from_micros(100 + (i * 7 + t) % 50_000),
+                    );
+                }
+            });
+        }
+    });
+    per_op(
+        "record from a start instant + count at an arrival stamp",
+        per_thread * threads as u64,
+        start.elapsed(),
+    );
+
     // A receiver finding the nonce in a message and recording its delivery.
     for _ in 0..100 {
         metrics.rooms.join(ROOM);

@@ -401,6 +401,14 @@ pub struct LoadTestArgs {
     /// Write the JSON report here (schema: docs/REPORT_SCHEMA.md).
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page with charts over time.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Length of the report's time-series intervals, from 100ms to 1h. Intervals start on
+    /// multiples of it on the wall clock, so the reports of generators run together merge
+    /// interval by interval.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
     /// Validate the scenario and print the plan (phases, scenario weights, expected sessions)
     /// without connecting anywhere.
     #[arg(long)]
@@ -437,6 +445,18 @@ pub enum ReportCommand {
         #[arg(long, short, value_name = "FILE")]
         output: PathBuf,
     },
+    /// Write one self-contained HTML page (no network needed to view it) with the run summary,
+    /// thresholds and charts over time; several reports are drawn on the same axes.
+    Html {
+        #[arg(value_name = "FILE", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Where to write the page.
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+        /// The page's title (default: the scenario names).
+        #[arg(long, value_name = "TEXT")]
+        title: Option<String>,
+    },
     /// Compare NEW against BASE metric by metric; exit 1 when one is worse by more than
     /// --max-regression.
     Compare {
@@ -448,6 +468,21 @@ pub enum ReportCommand {
         #[arg(long, value_name = "PERCENT", default_value = "10%", value_parser = parse_percent)]
         max_regression: f64,
     },
+}
+
+/// Parse a time-series interval: a duration of whole milliseconds from 100ms to 1h.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    use crate::loadtest::metrics::series::{MAX_INTERVAL, MIN_INTERVAL};
+    let d = parse_duration(text)?;
+    if d < MIN_INTERVAL || d > MAX_INTERVAL {
+        return Err(format!("`{text}`: the interval must be from 100ms to 1h"));
+    }
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(format!(
+            "`{text}`: the interval must be a whole number of milliseconds"
+        ));
+    }
+    Ok(d)
 }
 
 /// Parse `10%` (or `10`) into the ratio 0.1.

@@ -354,3 +354,147 @@ thresholds:
     assert!((completeness - 2.0 / 3.0).abs() < 1e-3, "{completeness}");
     assert_eq!(code, 1, "the completeness threshold fails");
 }
+
+/// An open phase of 30 days at 800 arrivals per second is two billion virtual users. Setup used
+/// to render every username before logging them in, so the run died on a 48 GB allocation
+/// before the first session; users now come from a pool no larger than the sessions one
+/// generator can hold, so the run gets as far as the (unreachable) target and says so.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_huge_open_phase_logs_in_a_bounded_pool_of_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("huge.yaml");
+    std::fs::write(
+        &file,
+        "name: huge\ntarget: http://127.0.0.1:9\nphases:\n  - { duration: 30days, arrival_rate: 800 }\nscenarios:\n  - name: a\n    steps: [connect]\n",
+    )
+    .unwrap();
+    // 3 GB of address space: plenty for the tool, far too little for two billion usernames.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 3000000 && exec \"$0\" -q load-test \"$1\" --interval 5m")
+        .arg(env!("CARGO_BIN_EXE_scmarket-ws"))
+        .arg(&file)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("sh runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("dev login as vu-"), "{stderr}");
+    assert!(!stderr.contains("memory allocation"), "{stderr}");
+}
+
+/// Two generators run the smoke scenario against one `serve`, the second started 300 ms after
+/// the first, with half-second intervals. Their intervals are cut on the wall clock, so they
+/// line up, and `report merge` adds them one to one: every merged interval is the sum of the
+/// two generators' intervals that start at the same instant.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_generators_merge_interval_by_interval() {
+    let server =
+        common::start_dev_server_with(|c| c.limits = scmarket_ws::server::LimitsConfig::off())
+            .await;
+    let url = server.http_url();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    let (pa, pb) = (a.clone(), b.clone());
+    tokio::task::spawn_blocking(move || {
+        let generator = |report: &Path| {
+            common::binary::command()
+                .args(["-q", "load-test", &scenario("smoke.yaml"), "--target", &url])
+                .args(["--set", "phases.0.duration=2s", "--interval", "500ms", "-o"])
+                .arg(report)
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("the binary runs")
+        };
+        let mut first = generator(&pa);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut second = generator(&pb);
+        first.wait().unwrap();
+        second.wait().unwrap();
+    })
+    .await
+    .unwrap();
+    server.shutdown().await;
+    let merged = dir.path().join("merged.json");
+    let out = common::binary::command()
+        .args(["report", "merge"])
+        .args([&a, &b])
+        .arg("-o")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(merged.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let read =
+        |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    let (a, b, merged) = (read(&a), read(&b), read(&merged));
+    let intervals = |r: &Value| r["timeseries"]["intervals"].as_array().unwrap().clone();
+    let start_ms = |i: &Value| {
+        let t = time::OffsetDateTime::parse(
+            i["start"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        (t.unix_timestamp_nanos() / 1_000_000) as i64
+    };
+    for r in [&a, &b, &merged] {
+        assert_eq!(r["timeseries"]["interval_ms"], 500, "{}", r["timeseries"]);
+        assert!(
+            intervals(r).iter().all(|i| start_ms(i) % 500 == 0),
+            "aligned"
+        );
+    }
+    let (ia, ib, im) = (intervals(&a), intervals(&b), intervals(&merged));
+    let overlap = ia
+        .iter()
+        .filter(|i| ib.iter().any(|j| start_ms(i) == start_ms(j)))
+        .count();
+    assert!(
+        overlap >= 3,
+        "the generators ran together: {overlap} shared intervals"
+    );
+    let fields = [
+        "sessions_started",
+        "sessions_connected",
+        "sessions_failed",
+        "disconnects",
+        "open",
+        "messages_sent",
+        "messages_received",
+        "delivery_expected",
+        "delivery_received",
+        "errors_total",
+    ];
+    let mut seen = 0;
+    for m in &im {
+        let at = start_ms(m);
+        let of = |list: &[Value]| list.iter().find(|i| start_ms(i) == at).cloned();
+        let (x, y) = (of(&ia), of(&ib));
+        // A generator without an interval there had not started yet or had ended (with every
+        // session closed): it adds nothing, open sessions included.
+        let sum =
+            |path: &dyn Fn(&Value) -> u64| x.as_ref().map_or(0, path) + y.as_ref().map_or(0, path);
+        for field in fields {
+            let want = sum(&|i: &Value| i[field].as_u64().unwrap());
+            assert_eq!(m[field].as_u64().unwrap(), want, "{field} at {at}");
+        }
+        for latency in ["connect", "ack", "delivery"] {
+            let want = sum(&|i: &Value| i["latency_ms"][latency]["count"].as_u64().unwrap());
+            assert_eq!(
+                m["latency_ms"][latency]["count"].as_u64().unwrap(),
+                want,
+                "{latency} at {at}"
+            );
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, im.len());
+    assert!(
+        im.iter()
+            .map(|i| i["messages_sent"].as_u64().unwrap())
+            .sum::<u64>()
+            > 0
+    );
+}

@@ -193,3 +193,119 @@ fn a_sessions_file_is_found_next_to_the_scenario() {
         other => panic!("expected a sessions file, got {other:?}"),
     }
 }
+
+/// A scenario with `phase` as its only phase and `steps` as its only user's steps.
+fn sized(phase: &str, steps: &str) -> String {
+    format!(
+        "name: big\nphases:\n  - {phase}\nscenarios:\n  - name: a\n    weight: 1\n    steps: [{steps}]\n"
+    )
+}
+
+/// Numbers one generator cannot honour used to pass `--check` and then abort on allocation
+/// (`vus: 1000000000`, `arrival_rate: 1e12`) or panic (durations near 1e19 s, exit 101 in main
+/// or a worker panicking while the run exited 0). They are refused where they are written.
+#[test]
+fn absurd_sizes_and_durations_are_refused_where_they_are_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = [
+        (
+            sized("{ duration: 1s, vus: 1000000000 }", "connect"),
+            "3:26: `vus` is 1000000000, more than ",
+        ),
+        (
+            sized("{ duration: 1s, arrival_rate: 1e12 }", "connect"),
+            "3:35: `arrival_rate` is 1000000000000 sessions per second, more than ",
+        ),
+        (
+            sized("{ duration: 10000000000000000000s, vus: 1 }", "connect"),
+            "3:17: `duration` is ",
+        ),
+        (
+            sized(
+                "{ duration: 1s, vus: 1 }",
+                "connect, { think: 10000000000000000000s }",
+            ),
+            "7:31: `think` is ",
+        ),
+        (
+            sized("{ duration: 1s, vus: 1 }", "connect").replace("weight: 1", "weight: 4000000000"),
+            "6:13: `weight` is 4000000000, more than 1000000",
+        ),
+        (
+            sized("{ duration: 1s, vus: 1 }", "connect")
+                .replace("phases:", "setup:\n  rooms: 2000000000\nphases:"),
+            "3:10: `setup.rooms` is 2000000000, more than ",
+        ),
+    ];
+    for (n, (yaml, want)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("big-{n}.yaml"));
+        std::fs::write(&file, yaml).expect("written");
+        let path = file.to_string_lossy().into_owned();
+        for check in [true, false] {
+            let mut args = vec!["-q", "load-test", path.as_str()];
+            if check {
+                args.push("--check");
+            }
+            let out = run(&args);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{yaml}\n{stderr}");
+            assert!(
+                stderr.contains(&format!("{path}:{want}")),
+                "want {want}:\n{stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+    // The session ceiling says where it comes from.
+    let file = dir.path().join("big-0.yaml");
+    let stderr = text(&run(&["load-test", "--check", &file.to_string_lossy()]).stderr);
+    assert!(
+        stderr.contains("files") && stderr.contains("report merge"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_interval_must_fit_the_report() {
+    let path = scenarios_dir().join("soak.yaml");
+    let path = path.to_string_lossy();
+    for (interval, message) in [
+        ("50ms", "the interval must be from 100ms to 1h"),
+        ("2h", "the interval must be from 100ms to 1h"),
+        ("1500us", "must be from 100ms to 1h"),
+        ("100500us", "a whole number of milliseconds"),
+    ] {
+        let out = run(&["load-test", "--check", &path, "--interval", interval]);
+        assert_eq!(out.status.code(), Some(2), "{interval}");
+        assert!(
+            text(&out.stderr).contains(message),
+            "{interval}: {}",
+            text(&out.stderr)
+        );
+    }
+    // Ten days at 1 s intervals are 864,000 intervals: the error names one that fits.
+    let out = run(&[
+        "load-test",
+        "--check",
+        &path,
+        "--set",
+        "phases.0.duration=10days",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr
+            .contains("864031 intervals; a report holds at most 10000: use --interval 2m or more"),
+        "{stderr}"
+    );
+    let out = run(&[
+        "load-test",
+        "--check",
+        &path,
+        "--set",
+        "phases.0.duration=10days",
+        "--interval",
+        "2m",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

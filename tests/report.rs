@@ -199,8 +199,8 @@ fn bad_files_exit_2_with_the_file_and_the_reason() {
         ("no-version.json", "{}".into(), "no `schema_version` field"),
         (
             "future.json",
-            good.replacen("\"schema_version\": 1", "\"schema_version\": 2", 1),
-            "schema_version 2 is not supported by this build (it reads 1)",
+            good.replacen("\"schema_version\": 2", "\"schema_version\": 3", 1),
+            "schema_version 3 is not supported by this build (it reads 1 and 2)",
         ),
         (
             "truncated.json",
@@ -253,4 +253,95 @@ fn bad_files_exit_2_with_the_file_and_the_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("absent.json: cannot read"));
     assert!(!Path::new("unused.json").exists());
+}
+
+/// A report as version 1 wrote it: no `timeseries`, no `panic` error kind.
+fn as_version_1(r: &Report) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&r.to_json()).expect("JSON");
+    v["schema_version"] = 1.into();
+    let top = v.as_object_mut().expect("object");
+    top.remove("timeseries");
+    top["counters"]["errors_by_kind"]
+        .as_object_mut()
+        .expect("kinds")
+        .remove("panic");
+    serde_json::to_string_pretty(&v).expect("JSON")
+}
+
+#[test]
+fn version_1_reports_are_still_read_without_a_time_series() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let old = dir.path().join("old.json");
+    std::fs::write(&old, as_version_1(&report(10_000, 50, 10, 10, 0))).expect("written");
+    let old = old.to_string_lossy().into_owned();
+    let out = run(&["report", "show", &old]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("over time"));
+    let page = dir.path().join("old.html");
+    let out = run(&["report", "html", &old, "-o", &page.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let html = std::fs::read_to_string(&page).expect("page");
+    assert!(html.contains("no time series in this report"), "{html}");
+    assert!(html.contains("data-chart=\"latency_distribution\""));
+    // Merged with a version-2 report: counts add, every error kind is listed, no series.
+    let new = write(dir.path(), "new.json", &report(10_000, 50, 10, 10, 0));
+    let merged = dir.path().join("merged.json");
+    let out = run(&[
+        "report",
+        "merge",
+        &old,
+        &new,
+        "-o",
+        &merged.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let merged = Report::load(&merged).expect("loads");
+    assert_eq!(merged.schema_version, 2);
+    assert!(merged.timeseries.is_none());
+    assert_eq!(merged.counters.errors_by_kind["panic"], 0);
+    assert_eq!(merged.sessions.started, 100);
+}
+
+#[test]
+fn intervals_that_do_not_add_up_are_refused() {
+    use scmarket_ws::loadtest::metrics::{Metrics, RoomTable};
+    let metrics = std::sync::Arc::new(Metrics::new(1, RoomTable::default()));
+    for _ in 0..3 {
+        metrics.session_started();
+        metrics.session_connected();
+    }
+    let (c, h) = metrics.snapshot();
+    let at = OffsetDateTime::now_utc();
+    let run_info = RunInfo {
+        started_at: at,
+        finished_at: at,
+        generator: Generator::default(),
+    };
+    let good = Report::build("s", &c, &h, run_info, &[])
+        .with_series(&metrics.series_values(std::time::Instant::now()));
+    let json = good.to_json();
+    assert_eq!(Report::from_json(&json, "ok.json").expect("valid"), good);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    v["timeseries"]["intervals"][0]["sessions_started"] = 4.into();
+    let edited = dir.path().join("edited.json");
+    std::fs::write(&edited, v.to_string()).expect("written");
+    let out = run(&["report", "show", &edited.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("the intervals of timeseries add up to 4 for sessions.started, which is 3"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mut v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    v["timeseries"]["intervals"][0]["start"] = "2026-01-01T00:00:00.5Z".into();
+    std::fs::write(&edited, v.to_string()).expect("written");
+    let out = run(&["report", "show", &edited.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("is not a multiple of interval_ms"),
+        "{}",
+        text(&out.stderr)
+    );
 }

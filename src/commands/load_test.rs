@@ -1,17 +1,20 @@
-//! `load-test`: validate a scenario, print its plan or run it, write the report; exit 1 when a
-//! threshold fails.
+//! `load-test`: validate a scenario, print its plan or run it, write the report (JSON, HTML);
+//! exit 1 when a threshold fails or a virtual user panicked.
+
+use std::path::Path;
 
 use anyhow::Context as _;
 
 use crate::cli::LoadTestArgs;
 use crate::exit::{CommandError, ExitCode};
 
-use crate::loadtest::report;
-use crate::loadtest::runner;
-use crate::loadtest::scenario::{self, LoadError, Overrides};
+use crate::loadtest::metrics::series::{MAX_INTERVALS, interval_for, intervals_spanned};
+use crate::loadtest::report::{self, Report};
+use crate::loadtest::runner::{self, GRACE, RunOptions};
+use crate::loadtest::scenario::{self, LoadError, Overrides, Scenario};
 
 /// `load-test`: validate the scenario; with `--check`, print the plan; otherwise run it, print
-/// the report, write it with `--output`, and exit 1 when a threshold fails.
+/// the report, write it with `--output` and `--html`, and exit 1 when the run did not pass.
 pub async fn run(args: LoadTestArgs, show_progress: bool) -> anyhow::Result<ExitCode> {
     let overrides = Overrides {
         sets: args.set.clone(),
@@ -21,15 +24,22 @@ pub async fn run(args: LoadTestArgs, show_progress: bool) -> anyhow::Result<Exit
         LoadError::Read { .. } => CommandError::usage(e.to_string()),
         LoadError::Invalid(d) => CommandError::usage(format!("invalid scenario\n{d}")),
     })?;
+    check_interval(&scenario, &args)?;
     if args.check {
         print!("{}", scenario.plan());
         return Ok(ExitCode::Ok);
     }
     // Fail on an unwritable report path now, not after a ten-minute run.
-    if let Some(path) = &args.output {
-        check_writable(path)?;
+    for (flag, path) in [("--output", &args.output), ("--html", &args.html)] {
+        if let Some(path) = path {
+            check_writable(flag, path)?;
+        }
     }
-    let report = runner::run(&scenario, show_progress).await?;
+    let options = RunOptions {
+        show_progress,
+        interval: args.interval,
+    };
+    let report = runner::run(&scenario, &options).await?;
     print!("{}", report::render_text(&report));
     if let Some(path) = &args.output {
         report
@@ -37,21 +47,57 @@ pub async fn run(args: LoadTestArgs, show_progress: bool) -> anyhow::Result<Exit
             .with_context(|| format!("writing the report to {}", path.display()))?;
         tracing::info!(report = %path.display(), "report written");
     }
-    Ok(if report.all_thresholds_pass() {
+    if let Some(path) = &args.html {
+        write_html(&report, path)?;
+        tracing::info!(page = %path.display(), "HTML report written");
+    }
+    if report.panics() > 0 {
+        tracing::error!(
+            panics = report.panics(),
+            "virtual users panicked: the run fails whatever its thresholds say"
+        );
+    }
+    Ok(if report.passed() {
         ExitCode::Ok
     } else {
         ExitCode::Failure
     })
 }
 
-fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+/// The time series must fit the report: a run planned for longer than [`MAX_INTERVALS`]
+/// intervals (the phases plus the grace period) needs a longer `--interval`.
+fn check_interval(scenario: &Scenario, args: &LoadTestArgs) -> anyhow::Result<()> {
+    let longest = scenario.duration() + GRACE;
+    let intervals = intervals_spanned(longest, args.interval);
+    if intervals > MAX_INTERVALS {
+        return Err(CommandError::usage(format!(
+            "--interval {}: this run may last {} (its phases and the {} grace period), which is \
+             {intervals} intervals; a report holds at most {MAX_INTERVALS}: use --interval {} or more",
+            humantime::format_duration(args.interval),
+            humantime::format_duration(longest),
+            humantime::format_duration(GRACE),
+            humantime::format_duration(interval_for(longest)),
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// The page of one report, under its scenario's name.
+fn write_html(report: &Report, path: &Path) -> anyhow::Result<()> {
+    let page = report::render_html(&[(report.scenario.clone(), report)], None)
+        .map_err(|e| anyhow::anyhow!("rendering the HTML report: {e}"))?;
+    std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))
+}
+
+fn check_writable(flag: &str, path: &Path) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
+        _ => Path::new("."),
     };
     if !dir.is_dir() {
         return Err(CommandError::usage(format!(
-            "--output {}: folder {} does not exist",
+            "{flag} {}: folder {} does not exist",
             path.display(),
             dir.display()
         ))

@@ -1,4 +1,5 @@
-//! `report show | merge | compare`: saved load-test reports as tables, merged, or compared.
+//! `report show | merge | compare | html`: saved load-test reports as tables, merged, compared,
+//! or drawn as one HTML page.
 
 use anyhow::Context as _;
 
@@ -36,11 +37,33 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
                 .save(&output)
                 .with_context(|| format!("writing the merged report of {} files", files.len()))?;
             print!("{}", report::render_text(&merged));
-            Ok(if merged.all_thresholds_pass() {
+            Ok(if merged.passed() {
                 ExitCode::Ok
             } else {
                 ExitCode::Failure
             })
+        }
+        ReportCommand::Html {
+            files,
+            output,
+            title,
+        } => {
+            let reports = files
+                .iter()
+                .map(|f| Report::load(f))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(bad_report)?;
+            let labelled: Vec<(String, &Report)> = files
+                .iter()
+                .zip(&reports)
+                .map(|(file, r)| (label(file), r))
+                .collect();
+            let page = report::render_html(&labelled, title.as_deref())
+                .map_err(|e| anyhow::anyhow!("rendering the HTML report: {e}"))?;
+            std::fs::write(&output, page)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("wrote {}", output.display());
+            Ok(ExitCode::Ok)
         }
         ReportCommand::Compare {
             base,
@@ -65,4 +88,14 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// How a report is named on the page: its file name without `.json`.
+fn label(file: &std::path::Path) -> String {
+    let name = file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    name.strip_suffix(".json")
+        .map_or(name.clone(), str::to_owned)
 }

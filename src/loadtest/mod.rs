@@ -10,10 +10,13 @@
 //! 1. [`scenario::load`] gives a validated [`scenario::Scenario`]; nothing it holds can fail to
 //!    render or to be evaluated later, so a run never stops on a scenario mistake halfway.
 //! 2. One `Arc<`[`metrics::Metrics`]`>` per run, built with the run's rooms
-//!    ([`metrics::RoomTable`]) and a random run id. Each session task takes its own
+//!    ([`metrics::RoomTable`]), a random run id and the report's interval length
+//!    ([`metrics::Metrics::with_clock`]). Each session task takes its own
 //!    [`metrics::Recorder`] (`metrics.recorder()`), records latencies into it and drops it at
 //!    the end (dropping flushes). Counters are methods on `Metrics` (`session_started`,
-//!    `session_connected`, `session_failed(reason)`, `session_closed(reason)`, `error(kind)`).
+//!    `session_connected`, `session_failed(reason)`, `session_closed(reason)`, `error(kind)`);
+//!    each is also counted in its interval, and each sample carries the interval its operation
+//!    began in, so the report has the run over time (`metrics::series`).
 //! 3. Joins and leaves go to `metrics.rooms` so a send knows how many deliveries to expect.
 //!    Before a `post_message` (or emit), `metrics.message_sent(room, scheduled_at)` returns the
 //!    nonce to put in [`template::Vars::nonce`]; a receiving session calls
@@ -27,8 +30,13 @@
 //!    so expected and received agree exactly (see `vu.rs` for the leave barrier).
 //! 4. In the open model, pass the *scheduled* instant as the reference and record
 //!    [`metrics::Latency::ScheduleLag`] = actual start - scheduled start.
-//! 5. At the end: `metrics.snapshot()`, [`report::Generator::measure`], [`report::Report::build`]
-//!    with the scenario's thresholds; exit 1 unless [`report::Report::all_thresholds_pass`].
+//! 5. The runner marks phase starts and server restarts (`metrics.mark`), and counts a virtual
+//!    user whose task panicked as an error of kind `panic` (`metrics.user_panicked`).
+//! 6. At the end: `metrics.snapshot()`, `metrics.series_values(now)`,
+//!    [`report::Generator::measure`], [`report::Report::build`] with the scenario's thresholds
+//!    and [`report::Report::with_series`]; exit 1 unless [`report::Report::passed`] (every
+//!    threshold holds and nothing panicked). [`report::render_text`] prints it (with sparklines
+//!    over time), [`report::render_html`] draws it as a page.
 
 pub mod metrics;
 pub mod progress;

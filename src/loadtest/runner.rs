@@ -5,19 +5,26 @@
 //! server (restarting it mid-run when the scenario asks), drive every phase (`Driver::phase`:
 //! a schedule of arrivals in the open model, a fixed set of looping users in the closed one),
 //! give the users still running a grace period, then measure the generator and build the
-//! report.
+//! report. Phase starts and server restarts are marked in the metrics, to be drawn on the
+//! report's charts.
+//!
+//! A virtual user runs inside `catch_unwind`: a panic (a bug in this tool) is counted as an
+//! error of kind `panic` with the user's number and message, and fails the run, instead of
+//! vanishing into the task set while the run exits 0.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use futures_util::FutureExt as _;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::metrics::{CounterValues, HistogramSet, Metrics, RoomTable};
+use super::metrics::{CounterValues, HistogramSet, MarkKind, Metrics, RoomTable, SeriesValues};
 use super::progress::Progress;
 use super::report::{Generator, Report, RunInfo};
 use super::scenario::{Phase, RestartServer, Scenario, UserScenario};
@@ -30,6 +37,24 @@ pub const GRACE: Duration = Duration::from_secs(30);
 
 /// How often the progress line is redrawn.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// How a run is driven, beyond what its scenario says.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Draw the live progress line on stderr (when it is a terminal).
+    pub show_progress: bool,
+    /// Length of the report's time-series intervals.
+    pub interval: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            show_progress: false,
+            interval: super::metrics::series::DEFAULT_INTERVAL,
+        }
+    }
+}
 
 /// Time from the start of an open phase at which arrival `k` (0-based) is due, when the rate
 /// ramps linearly from `from` to `to` per second over `duration`: the `k`-th crossing of the
@@ -63,14 +88,19 @@ fn pick(scenarios: &[UserScenario]) -> &UserScenario {
 }
 
 /// Run `scenario` to its report.
-pub async fn run(scenario: &Scenario, show_progress: bool) -> anyhow::Result<Report> {
-    let (shared, embedded) = share(setup::prepare(scenario).await?);
+pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Report> {
+    let (shared, embedded) = share(setup::prepare(scenario).await?, options.interval);
     let metrics = Arc::clone(&shared.metrics);
     let started_at = OffsetDateTime::now_utc();
     let wall = Instant::now();
-    let server = EmbeddedServer::hold(embedded, scenario.setup.restart_server.as_ref(), wall);
+    let server = EmbeddedServer::hold(
+        embedded,
+        scenario.setup.restart_server.as_ref(),
+        wall,
+        Arc::clone(&metrics),
+    );
 
-    let mut driver = Driver::new(scenario, shared, show_progress, wall);
+    let mut driver = Driver::new(scenario, shared, options.show_progress, wall);
     let mut interrupted = false;
     for (index, phase) in scenario.phases.iter().enumerate() {
         if driver.phase(index, scenario.phases.len(), phase).await == Outcome::Interrupted {
@@ -83,18 +113,33 @@ pub async fn run(scenario: &Scenario, show_progress: bool) -> anyhow::Result<Rep
     let elapsed = wall.elapsed();
     let embedded = server.release().await;
     let (counters, hists) = metrics.snapshot();
-    let generator = measure_generator(elapsed, &hists, embedded.is_some(), stopped, interrupted);
+    let series = metrics.series_values(std::time::Instant::now());
+    let mut generator =
+        measure_generator(elapsed, &hists, embedded.is_some(), stopped, interrupted);
+    if let Some(first) = metrics.first_panic() {
+        generator.warnings.push(panic_warning(
+            counters.errors_by_kind.get("panic").copied().unwrap_or(0),
+            &first,
+        ));
+    }
     if let Some(server) = embedded {
         server.shutdown().await;
     }
     Ok(build_report(
-        scenario, &counters, &hists, started_at, generator,
+        scenario, &counters, &hists, &series, started_at, generator,
     ))
 }
 
+/// The report's warning when virtual users panicked.
+fn panic_warning(count: u64, first: &str) -> String {
+    format!(
+        "{count} virtual user(s) panicked, the first {first}: this is a bug in scmarket-ws (please report it); the run fails"
+    )
+}
+
 /// What every virtual user of the run shares: the provisioned target, cookies and rooms, and
-/// one [`Metrics`] built with the run's rooms and a random run id.
-fn share(prepared: Prepared) -> (Arc<Shared>, Option<setup::Embedded>) {
+/// one [`Metrics`] built with the run's rooms, a random run id and intervals of `interval`.
+fn share(prepared: Prepared, interval: Duration) -> (Arc<Shared>, Option<setup::Embedded>) {
     let Prepared {
         options,
         cookies,
@@ -109,9 +154,12 @@ fn share(prepared: Prepared) -> (Arc<Shared>, Option<setup::Embedded>) {
         rooms = rooms.len(),
         "setup done; starting phases"
     );
-    let metrics = Arc::new(Metrics::new(
+    let metrics = Arc::new(Metrics::with_clock(
         fastrand::u32(..),
         RoomTable::new(rooms.iter().cloned()),
+        interval,
+        std::time::Instant::now(),
+        SystemTime::now(),
     ));
     let shared = Arc::new(Shared {
         metrics,
@@ -142,11 +190,12 @@ enum EmbeddedServer {
 
 impl EmbeddedServer {
     /// Hold `embedded`; with `restart`, hand it to a task that restarts it `restart.at` after
-    /// `wall`.
+    /// `wall`, marking when it went down and came back in `metrics`.
     fn hold(
         embedded: Option<setup::Embedded>,
         restart: Option<&RestartServer>,
         wall: Instant,
+        metrics: Arc<Metrics>,
     ) -> EmbeddedServer {
         match (embedded, restart) {
             (Some(mut server), Some(restart)) => {
@@ -156,8 +205,18 @@ impl EmbeddedServer {
                     tokio::select! {
                         _ = tokio::time::sleep_until(at) => {
                             tracing::info!(?down_for, "restarting the embedded server");
-                            if let Err(e) = server.restart(down_for).await {
-                                tracing::error!(error = %e, "the embedded server did not come back");
+                            metrics.mark(
+                                std::time::Instant::now(),
+                                MarkKind::ServerDown,
+                                format!("server stopped for {}", humantime::format_duration(down_for)),
+                            );
+                            match server.restart(down_for).await {
+                                Ok(()) => metrics.mark(
+                                    std::time::Instant::now(),
+                                    MarkKind::ServerUp,
+                                    "server listening again",
+                                ),
+                                Err(e) => tracing::error!(error = %e, "the embedded server did not come back"),
                             }
                         }
                         _ = rx => {}
@@ -226,12 +285,28 @@ impl Driver {
         vu
     }
 
+    /// Run virtual user `vu`'s `body` as a task of the run. A panic is caught at the task's
+    /// edge and counted (see the module comment).
+    fn spawn_user(&mut self, vu: u64, body: impl Future<Output = ()> + Send + 'static) {
+        let metrics = Arc::clone(&self.shared.metrics);
+        self.users.spawn(async move {
+            // The user's own state is dropped with the panic; what it shares (atomic counters,
+            // the room table and histogram shards behind poison-tolerant locks) stays usable,
+            // so observing it after the unwind is sound.
+            if let Err(panic) = AssertUnwindSafe(body).catch_unwind().await {
+                let message = panic_message(panic.as_ref());
+                tracing::error!(vu, %message, "a virtual user panicked");
+                metrics.user_panicked(vu, &message);
+            }
+        });
+    }
+
     /// Closed model: a user that starts a scenario again each time it finishes one, until the
     /// phase ends (it finishes the one it is in).
     fn start_looping_user(&mut self, phase_end: Instant) {
         let vu = self.take_vu();
         let (shared, scenarios) = (Arc::clone(&self.shared), Arc::clone(&self.scenarios));
-        self.users.spawn(async move {
+        self.spawn_user(vu, async move {
             let mut user = VirtualUser::new(shared, vu, None);
             while Instant::now() < phase_end {
                 user.run(pick(&scenarios)).await;
@@ -244,7 +319,7 @@ impl Driver {
     fn start_arrival(&mut self, due: Instant) {
         let vu = self.take_vu();
         let (shared, scenarios) = (Arc::clone(&self.shared), Arc::clone(&self.scenarios));
-        self.users.spawn(async move {
+        self.spawn_user(vu, async move {
             VirtualUser::new(shared, vu, Some(due))
                 .run(pick(&scenarios))
                 .await;
@@ -256,6 +331,9 @@ impl Driver {
     async fn phase(&mut self, index: usize, count: usize, phase: &Phase) -> Outcome {
         let label = phase_label(index, count, phase);
         let phase_start = Instant::now();
+        self.shared
+            .metrics
+            .mark(phase_start.into_std(), MarkKind::Phase, label.clone());
         let phase_end = phase_start + phase.duration();
         let mut arrivals = match phase {
             Phase::Open { .. } => Some(arrival_schedule(phase, phase_start)),
@@ -274,6 +352,7 @@ impl Driver {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = tick.tick() => {
                     self.progress.update(&self.shared.metrics, &label, self.wall.elapsed());
+                    self.shared.metrics.compact_series(std::time::Instant::now());
                     continue;
                 }
                 _ = &mut self.ctrl_c => return Outcome::Interrupted,
@@ -302,6 +381,7 @@ impl Driver {
                 _ = self.users.join_next() => {}
                 _ = tick.tick() => {
                     self.progress.update(&self.shared.metrics, "finishing", self.wall.elapsed());
+                    self.shared.metrics.compact_series(std::time::Instant::now());
                 }
                 _ = tokio::time::sleep_until(grace_end) => break,
                 _ = &mut self.ctrl_c => *interrupted = true,
@@ -377,11 +457,12 @@ fn measure_generator(
     generator
 }
 
-/// The run's report, its thresholds evaluated; it finishes now.
+/// The run's report, its thresholds evaluated, with its time series; it finishes now.
 fn build_report(
     scenario: &Scenario,
     counters: &CounterValues,
     hists: &HistogramSet,
+    series: &SeriesValues,
     started_at: OffsetDateTime,
     generator: Generator,
 ) -> Report {
@@ -396,6 +477,16 @@ fn build_report(
         },
         &scenario.thresholds,
     )
+    .with_series(series)
+}
+
+/// The text of a panic payload (`panic!` with a message gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 #[cfg(test)]
@@ -420,6 +511,64 @@ mod tests {
         // Ramps down too.
         let down = arrival_offset(10, 100.0, 0.0, d).as_secs_f64();
         assert!((down - 0.1005).abs() < 1e-3, "{down}");
+    }
+
+    /// A virtual user that panics mid-run, next to one that finishes.
+    #[tokio::test]
+    async fn a_panicking_virtual_user_is_an_error_and_fails_the_run() {
+        let yaml = "name: p\nphases: [{ duration: 1s, vus: 2 }]\nscenarios:\n  - name: a\n    steps: [connect]\n";
+        let scenario = crate::loadtest::scenario::parse(yaml, "p.yaml", &Default::default())
+            .expect("valid scenario");
+        let metrics = Arc::new(Metrics::new(1, RoomTable::default()));
+        let shared = Arc::new(Shared {
+            metrics: Arc::clone(&metrics),
+            options: crate::client::ConnectOptions::new("http://127.0.0.1:9", None)
+                .expect("valid URL"),
+            cookies: Arc::from(vec!["scmarket.sid=x".to_owned()]),
+            rooms: Arc::from(Vec::<String>::new()),
+            auto_joined: false,
+            http: reqwest::Client::new(),
+            room_acks: std::sync::atomic::AtomicU8::new(0),
+        });
+        let mut driver = Driver::new(&scenario, shared, false, Instant::now());
+        driver.spawn_user(41, async {});
+        driver.spawn_user(42, async {
+            tokio::task::yield_now().await;
+            panic!("overflow when adding duration to instant");
+        });
+        let mut interrupted = false;
+        assert_eq!(driver.finish(&mut interrupted).await, 0, "both tasks ended");
+
+        let (counters, hists) = metrics.snapshot();
+        assert_eq!(counters.errors_by_kind["panic"], 1);
+        assert_eq!(
+            metrics.first_panic().as_deref(),
+            Some("virtual user 42: overflow when adding duration to instant")
+        );
+        let series = metrics.series_values(std::time::Instant::now());
+        let report = build_report(
+            &scenario,
+            &counters,
+            &hists,
+            &series,
+            OffsetDateTime::now_utc(),
+            Generator::default(),
+        );
+        // No threshold fails, yet the run does not pass.
+        assert!(report.all_thresholds_pass());
+        assert_eq!(report.panics(), 1);
+        assert!(!report.passed());
+        assert_eq!(report.counters.errors_total, 1);
+        let in_series: u64 = report
+            .timeseries
+            .as_ref()
+            .expect("a time series")
+            .intervals
+            .iter()
+            .map(|i| i.errors_by_kind.get("panic").copied().unwrap_or(0))
+            .sum();
+        assert_eq!(in_series, 1);
+        assert!(panic_warning(1, "virtual user 42: boom").contains("bug in scmarket-ws"));
     }
 
     #[test]

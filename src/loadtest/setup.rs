@@ -1,14 +1,20 @@
-//! Before the clock starts: the target (starting `serve --dev` in-process for `embedded`), one
-//! cookie per virtual user, and the rooms. Provisioning happens up front so that logins and
+//! Before the clock starts: the target (starting `serve --dev` in-process for `embedded`), the
+//! cookies of the virtual users, and the rooms. Provisioning happens up front so that logins and
 //! chat creation never compete with the sessions being measured.
+//!
+//! Dev logins are made for a pool of users no larger than the sessions a generator can hold at
+//! once ([`user_pool`]), not for every arrival: an open phase of an hour may start millions of
+//! sessions, and rendering, storing and logging in a user for each would take the memory and
+//! time before the first one connects. Virtual user N uses the pool's user N mod its size, as
+//! it does a sessions file's line N mod its length.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 
-use super::scenario::{Phase, Rooms, Scenario, Target, Users};
+use super::scenario::{Phase, Rooms, Scenario, Target, Users, limits};
 use super::template::Vars;
 use crate::client::{self, ConnectOptions};
 use crate::exit::{CommandError, ExitCode};
@@ -146,10 +152,19 @@ pub async fn prepare(scenario: &Scenario) -> anyhow::Result<Prepared> {
         .map_err(|e| CommandError::usage(e.to_string()))?;
     options.timeout = Duration::from_secs(10);
     let total_vus = count_vus(&scenario.phases);
+    let room_count = match &scenario.setup.rooms {
+        Some(Rooms::Count(n)) => u64::from(*n),
+        _ => 1,
+    };
+    let pool = user_pool(
+        total_vus,
+        limits::max_sessions(&scenario.target),
+        room_count,
+    );
 
     let usernames: Option<Vec<String>> = match &scenario.setup.users {
         Users::Template(t) => Some(
-            (0..total_vus)
+            (0..pool)
                 .map(|vu| {
                     t.render(&Vars {
                         vu,
@@ -270,8 +285,21 @@ async fn create_dev_rooms(
     Ok(rooms)
 }
 
+/// Users to log in for `total_vus` virtual users: all of them, or at most `max_sessions` (the
+/// most that can be online at once), rounded down to a multiple of `rooms` so that user
+/// `vu mod pool` is a participant of the room of `vu` (`vu mod rooms`), as without the pool.
+pub fn user_pool(total_vus: u64, max_sessions: u64, rooms: u64) -> u64 {
+    if total_vus <= max_sessions {
+        return total_vus;
+    }
+    let rooms = rooms.max(1);
+    (max_sessions - max_sessions % rooms).max(rooms)
+}
+
 async fn dev_logins(options: &ConnectOptions, usernames: &[String]) -> anyhow::Result<Vec<String>> {
-    let results: Vec<Result<String, String>> = futures_util::stream::iter(usernames)
+    // The first failure ends provisioning: against a server that is down, thousands of logins
+    // would each fail the same way.
+    futures_util::stream::iter(usernames)
         .map(|name| async move {
             client::dev_login(options, name)
                 .await
@@ -279,11 +307,8 @@ async fn dev_logins(options: &ConnectOptions, usernames: &[String]) -> anyhow::R
                 .map_err(|e| format!("dev login as {name}: {e}"))
         })
         .buffered(PROVISIONING_CONCURRENCY)
-        .collect()
-        .await;
-    results
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
+        .try_collect()
+        .await
         .map_err(setup_error)
 }
 
@@ -335,6 +360,19 @@ mod tests {
             },
         ];
         assert_eq!(count_vus(&phases), 1250 + 500);
+    }
+
+    #[test]
+    fn the_user_pool_stops_at_the_sessions_a_generator_holds() {
+        assert_eq!(user_pool(500, 9_900, 10), 500);
+        assert_eq!(user_pool(9_900, 9_900, 10), 9_900);
+        // Past the ceiling: a multiple of the room count, so user vu mod pool is in vu's room.
+        assert_eq!(user_pool(5_000_000, 9_900, 7), 9_898);
+        assert_eq!(user_pool(5_000_000, 9_900, 1), 9_900);
+        let pool = user_pool(5_000_000, 9_900, 7);
+        for vu in [0u64, 9_897, 9_898, 123_456, 4_999_999] {
+            assert_eq!((vu % pool) % 7, vu % 7);
+        }
     }
 
     #[test]

@@ -131,16 +131,20 @@ pub enum ErrorKind {
     Send,
     /// A `reconnect` step did not get the session back.
     Reconnect,
+    /// A virtual user's task panicked: a bug in this tool, which fails the run whatever the
+    /// thresholds say.
+    Panic,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 6] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::AckTimeout,
         ErrorKind::AckMismatch,
         ErrorKind::WaitForTimeout,
         ErrorKind::Http,
         ErrorKind::Send,
         ErrorKind::Reconnect,
+        ErrorKind::Panic,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -150,6 +154,7 @@ impl ErrorKind {
             ErrorKind::Http => "http",
             ErrorKind::Send => "send",
             ErrorKind::Reconnect => "reconnect",
+            ErrorKind::Panic => "panic",
         }
     }
 }

@@ -12,25 +12,34 @@
 //! the send time (relative to the run's start) and the run id, so a receiver computes the latency
 //! from the message alone.
 //!
+//! Over time as well as over the whole run: every counter is also counted in the slot of its
+//! interval (one more relaxed `fetch_add`, the slot found from the monotonic clock), and every
+//! latency sample carries its interval through the recorder's buffer into the shard, where the
+//! connect, ack and delivery samples are also counted per interval (see `series`).
+//!
 //! Here: [`Metrics`] (the counters and the histogram shards of a run) and [`Recorder`]. Beside
 //! it: `kinds` (what is timed and why sessions fail, close or err, with their report names),
-//! `histograms` ([`HistogramSet`]), `rooms` ([`RoomTable`], who is in which room at each send)
-//! and `usage` (the generator's own CPU and memory).
+//! `histograms` ([`HistogramSet`]), `series` (the run over time), `rooms` ([`RoomTable`], who is
+//! in which room at each send) and `usage` (the generator's own CPU and memory).
 
 mod histograms;
 mod kinds;
 mod rooms;
+pub mod series;
 mod usage;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use histograms::{HistogramSet, SIGFIGS, new_histogram};
 pub use kinds::{DisconnectReason, ErrorKind, FailReason, Latency};
 pub use rooms::RoomTable;
+pub use series::{Mark, MarkKind, SERIES_LATENCIES, Series, SeriesValues};
 pub use usage::process_usage;
+
+use series::{SparseCounts, series_index};
 
 /// Samples a recorder buffers before it takes a shard lock.
 pub const FLUSH_EVERY: usize = 32;
@@ -40,14 +49,14 @@ pub const FLUSH_EVERY: usize = 32;
 struct Counters {
     started: AtomicU64,
     connected: AtomicU64,
-    failed: [AtomicU64; 5],
+    failed: [AtomicU64; FailReason::ALL.len()],
     open: AtomicU64,
     peak_open: AtomicU64,
-    disconnects: [AtomicU64; 4],
+    disconnects: [AtomicU64; DisconnectReason::ALL.len()],
     reconnects: AtomicU64,
     sent: AtomicU64,
     received: AtomicU64,
-    errors: [AtomicU64; 6],
+    errors: [AtomicU64; ErrorKind::ALL.len()],
     delivery_expected: AtomicU64,
     delivery_received: AtomicU64,
 }
@@ -78,6 +87,22 @@ impl CounterValues {
     }
 }
 
+/// The samples of a group of sessions: whole-run histograms, and per-interval counts of the
+/// latencies drawn over time.
+#[derive(Debug, Default)]
+struct Shard {
+    hists: HistogramSet,
+    series: SparseCounts,
+}
+
+/// The deliveries a sent message expects, and the interval it was sent in; hand it back to
+/// [`Metrics::message_withdrawn`] if the send failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    pub count: u64,
+    slot: usize,
+}
+
 /// The shared metrics of one generator run.
 #[derive(Debug)]
 pub struct Metrics {
@@ -85,31 +110,62 @@ pub struct Metrics {
     run_id: u32,
     nonce_prefix: String,
     next_shard: AtomicUsize,
-    shards: Box<[Mutex<HistogramSet>]>,
+    shards: Box<[Mutex<Shard>]>,
     counters: Counters,
+    series: Series,
+    /// The first virtual user that panicked, and why (see [`Metrics::user_panicked`]).
+    first_panic: Mutex<Option<String>>,
     pub rooms: RoomTable,
 }
 
 impl Metrics {
     /// `run_id` tells this generator's messages apart from other generators' in shared rooms.
+    /// Intervals of the default length ([`series::DEFAULT_INTERVAL`]), aligned on the clock of
+    /// this machine.
     pub fn new(run_id: u32, rooms: RoomTable) -> Metrics {
+        Metrics::with_clock(
+            run_id,
+            rooms,
+            series::DEFAULT_INTERVAL,
+            Instant::now(),
+            SystemTime::now(),
+        )
+    }
+
+    /// Metrics whose run starts at `start`, the instant the wall clock read `wall`, counted in
+    /// intervals of `interval`. Two generators given the same wall-clock reading for their
+    /// start instants cut the same intervals.
+    pub fn with_clock(
+        run_id: u32,
+        rooms: RoomTable,
+        interval: Duration,
+        start: Instant,
+        wall: SystemTime,
+    ) -> Metrics {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let shards = (0..workers * 4)
-            .map(|_| Mutex::new(HistogramSet::default()))
+            .map(|_| Mutex::new(Shard::default()))
             .collect();
         Metrics {
-            start: Instant::now(),
+            start,
             run_id,
             nonce_prefix: format!("lt{run_id:08x}."),
             next_shard: AtomicUsize::new(0),
             shards,
             counters: Counters::default(),
+            series: Series::new(interval, start, wall),
+            first_panic: Mutex::new(None),
             rooms,
         }
     }
 
     pub fn start(&self) -> Instant {
         self.start
+    }
+
+    /// Put a mark on the charts at `at` (a phase starts, the server restarts).
+    pub fn mark(&self, at: Instant, kind: MarkKind, label: impl Into<String>) {
+        self.series.mark(at, kind, label);
     }
 
     /// A recorder for one session (or task); spread over the shards round-robin.
@@ -123,26 +179,49 @@ impl Metrics {
     }
 
     pub fn session_started(&self) {
+        self.session_started_at(Instant::now());
+    }
+    pub fn session_started_at(&self, at: Instant) {
         self.counters.started.fetch_add(1, Relaxed);
+        self.series.at(at).started.fetch_add(1, Relaxed);
     }
     pub fn session_connected(&self) {
+        self.session_connected_at(Instant::now());
+    }
+    pub fn session_connected_at(&self, at: Instant) {
         self.counters.connected.fetch_add(1, Relaxed);
-        self.opened();
+        let slot = self.series.at(at);
+        slot.connected.fetch_add(1, Relaxed);
+        self.opened(slot);
     }
     pub fn session_failed(&self, reason: FailReason) {
+        self.session_failed_at(reason, Instant::now());
+    }
+    pub fn session_failed_at(&self, reason: FailReason, at: Instant) {
         self.counters.failed[reason as usize].fetch_add(1, Relaxed);
+        self.series.at(at).failed[reason as usize].fetch_add(1, Relaxed);
     }
     /// A successful reconnect: the session is open again.
     pub fn session_reconnected(&self) {
-        self.counters.reconnects.fetch_add(1, Relaxed);
-        self.opened();
+        self.session_reconnected_at(Instant::now());
     }
-    fn opened(&self) {
+    pub fn session_reconnected_at(&self, at: Instant) {
+        self.counters.reconnects.fetch_add(1, Relaxed);
+        let slot = self.series.at(at);
+        slot.reconnects.fetch_add(1, Relaxed);
+        self.opened(slot);
+    }
+    fn opened(&self, slot: &series::IntervalCounters) {
         let now = self.counters.open.fetch_add(1, Relaxed) + 1;
         self.counters.peak_open.fetch_max(now, Relaxed);
+        slot.peak_open.fetch_max(now, Relaxed);
     }
     pub fn session_closed(&self, reason: DisconnectReason) {
+        self.session_closed_at(reason, Instant::now());
+    }
+    pub fn session_closed_at(&self, reason: DisconnectReason, at: Instant) {
         self.counters.disconnects[reason as usize].fetch_add(1, Relaxed);
+        self.series.at(at).disconnects[reason as usize].fetch_add(1, Relaxed);
         let _ = self
             .counters
             .open
@@ -152,11 +231,35 @@ impl Metrics {
         self.counters.open.load(Relaxed)
     }
     pub fn error(&self, kind: ErrorKind) {
+        self.error_at(kind, Instant::now());
+    }
+    pub fn error_at(&self, kind: ErrorKind, at: Instant) {
         self.counters.errors[kind as usize].fetch_add(1, Relaxed);
+        self.series.at(at).errors[kind as usize].fetch_add(1, Relaxed);
+    }
+    /// A virtual user's task panicked (a bug in this tool): an error of kind `panic`, and the
+    /// first such message kept for the report's warnings.
+    pub fn user_panicked(&self, vu: u64, message: &str) {
+        self.error(ErrorKind::Panic);
+        let mut first = self.first_panic.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(format!("virtual user {vu}: {message}"));
+        }
+    }
+    /// The first panic of a virtual user, if any did.
+    pub fn first_panic(&self) -> Option<String> {
+        self.first_panic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
     /// Any event received by any session (not only the ones matched by a nonce).
     pub fn message_received(&self) {
+        self.message_received_at(Instant::now());
+    }
+    pub fn message_received_at(&self, at: Instant) {
         self.counters.received.fetch_add(1, Relaxed);
+        self.series.at(at).received.fetch_add(1, Relaxed);
     }
 
     /// A message is about to be sent to `room`: count it and the deliveries it should produce
@@ -169,21 +272,34 @@ impl Metrics {
 
     /// [`Metrics::message_sent`], also answering the deliveries it expects, so that a send the
     /// server refused can be withdrawn with [`Metrics::message_withdrawn`].
-    pub fn message_sent_expecting(&self, room: &str, reference: Instant) -> (String, u64) {
+    pub fn message_sent_expecting(&self, room: &str, reference: Instant) -> (String, Expected) {
         self.counters.sent.fetch_add(1, Relaxed);
         let (expected, seq) = self.rooms.send(room);
         self.counters.delivery_expected.fetch_add(expected, Relaxed);
-        let at = reference.saturating_duration_since(self.start).as_micros();
-        (format!("{}{seq:x}.{at:x}", self.nonce_prefix), expected)
+        let since_start = reference.saturating_duration_since(self.start);
+        let slot = self.series.clock().slot_after(since_start);
+        let counters = self.series.slot(slot);
+        counters.sent.fetch_add(1, Relaxed);
+        counters.delivery_expected.fetch_add(expected, Relaxed);
+        let at = since_start.as_micros();
+        (
+            format!("{}{seq:x}.{at:x}", self.nonce_prefix),
+            Expected {
+                count: expected,
+                slot,
+            },
+        )
     }
 
     /// The server refused or never answered a post: nothing was stored, so no delivery of it is
     /// expected (the failure itself is counted as an error).
-    pub fn message_withdrawn(&self, expected: u64) {
-        let _ = self
-            .counters
-            .delivery_expected
-            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(expected)));
+    pub fn message_withdrawn(&self, expected: Expected) {
+        let withdraw = |counter: &AtomicU64| {
+            let _ =
+                counter.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(expected.count)));
+        };
+        withdraw(&self.counters.delivery_expected);
+        withdraw(&self.series.slot(expected.slot).delivery_expected);
     }
 
     /// Find this run's nonce in `text` and return the sequence number and send time it encodes.
@@ -210,9 +326,38 @@ impl Metrics {
         for shard in self.shards.iter() {
             // A poisoned shard only means a session task panicked mid-flush; its data is intact.
             let guard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            hists.add(&guard);
+            hists.add(&guard.hists);
         }
         (self.counter_values(), hists)
+    }
+
+    /// The run over time, from its first interval to the one `until` falls in. Like
+    /// [`Metrics::snapshot`], samples still buffered in live recorders are not included.
+    pub fn series_values(&self, until: Instant) -> SeriesValues {
+        let guards: Vec<_> = self
+            .shards
+            .iter()
+            .map(|shard| shard.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
+        self.series.values(until, guards.iter().map(|g| &g.series))
+    }
+
+    /// Move the latency counts of intervals that ended before `now`'s previous one out of the
+    /// shards into encoded histograms, so a long run's memory grows by kilobytes per interval.
+    /// The runner calls it a few times a second; it takes each shard's lock briefly in turn.
+    pub fn compact_series(&self, now: Instant) {
+        let cutoff = self.series.clock().slot(now).saturating_sub(1);
+        let mut drained = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            drained.extend(shard.series.drain_before(cutoff));
+        }
+        self.series.absorb(drained);
+    }
+
+    /// The length of this run's intervals.
+    pub fn interval(&self) -> Duration {
+        self.series.clock().len()
     }
 
     pub fn counter_values(&self) -> CounterValues {
@@ -244,27 +389,64 @@ impl Metrics {
     }
 }
 
+/// A latency sample waiting in a recorder's buffer: what, how long, and the interval its
+/// operation began in (only read for the latencies drawn over time).
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    latency: Latency,
+    slot: u32,
+    micros: u64,
+}
+
 /// A session's latency recorder: buffers samples locally and adds them to a shared shard in
 /// batches. Dropping it flushes.
 #[derive(Debug)]
 pub struct Recorder {
     metrics: Arc<Metrics>,
     shard: usize,
-    buf: Vec<(Latency, u64)>,
+    buf: Vec<Sample>,
 }
 
 impl Recorder {
+    /// An operation that took `elapsed` and ended now.
     pub fn record(&mut self, latency: Latency, elapsed: Duration) {
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.buf.push((latency, micros));
-        if self.buf.len() >= FLUSH_EVERY {
-            self.flush();
-        }
+        // Only the latencies drawn over time need to know when the operation began: the
+        // others skip the clock read.
+        let slot = match series_index(latency) {
+            Some(_) => {
+                let now = Instant::now();
+                self.slot_of(now.checked_sub(elapsed).unwrap_or(self.metrics.start))
+            }
+            None => 0,
+        };
+        self.push(latency, slot, elapsed);
     }
 
     /// Time from `since` to now.
     pub fn record_since(&mut self, latency: Latency, since: Instant) {
-        self.record(latency, since.elapsed());
+        self.record_started(latency, since, since.elapsed());
+    }
+
+    /// An operation that began at `started` and took `elapsed`.
+    pub fn record_started(&mut self, latency: Latency, started: Instant, elapsed: Duration) {
+        let slot = self.slot_of(started);
+        self.push(latency, slot, elapsed);
+    }
+
+    fn slot_of(&self, t: Instant) -> u32 {
+        u32::try_from(self.metrics.series.clock().slot(t)).unwrap_or(u32::MAX)
+    }
+
+    fn push(&mut self, latency: Latency, slot: u32, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.buf.push(Sample {
+            latency,
+            slot,
+            micros,
+        });
+        if self.buf.len() >= FLUSH_EVERY {
+            self.flush();
+        }
     }
 
     /// A message arrived at this session at `now`. When it carries this run's nonce, count the
@@ -289,12 +471,23 @@ impl Recorder {
         if !expected(seq) {
             return false;
         }
+        // Charged to the interval the message was sent in, like its expected deliveries.
+        let slot = self.metrics.series.clock().slot_after(sent);
         self.metrics
             .counters
             .delivery_received
             .fetch_add(1, Relaxed);
+        self.metrics
+            .series
+            .slot(slot)
+            .delivery_received
+            .fetch_add(1, Relaxed);
         let elapsed = now.saturating_duration_since(self.metrics.start);
-        self.record(Latency::Delivery, elapsed.saturating_sub(sent));
+        self.push(
+            Latency::Delivery,
+            u32::try_from(slot).unwrap_or(u32::MAX),
+            elapsed.saturating_sub(sent),
+        );
         true
     }
 
@@ -303,9 +496,12 @@ impl Recorder {
             return;
         }
         let shard = &self.metrics.shards[self.shard];
-        let mut hists = shard.lock().unwrap_or_else(|p| p.into_inner());
-        for (latency, micros) in self.buf.drain(..) {
-            hists.record(latency, micros);
+        let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        for sample in self.buf.drain(..) {
+            shard.hists.record(sample.latency, sample.micros);
+            if let Some(index) = series_index(sample.latency) {
+                shard.series.record(sample.slot, index, sample.micros);
+            }
         }
     }
 }

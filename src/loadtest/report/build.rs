@@ -2,14 +2,31 @@
 
 use time::OffsetDateTime;
 
-use crate::loadtest::metrics::{CounterValues, HistogramSet};
+use std::collections::BTreeMap;
+
+use crate::loadtest::metrics::{
+    CounterValues, DisconnectReason, ErrorKind, FailReason, HistogramSet, SeriesValues,
+};
 use crate::loadtest::thresholds::{Measurements, Metric, Stat, Threshold};
 
 use super::schema::encode;
 use super::{
     Counters, Delivery, Generator, HISTOGRAM_ENCODING, Histograms, PerLatency, Report,
-    SCHEMA_VERSION, Sessions, Summary, ThresholdResult, rounded,
+    SCHEMA_VERSION, Sessions, Summary, ThresholdResult, TimeSeries, rounded,
 };
+
+/// `map` with every name of `names` present (0 where it was missing), so a report always lists
+/// every reason and kind, even merged from reports of an older version that lacked one.
+fn every_key<const N: usize>(
+    map: &BTreeMap<String, u64>,
+    names: [&str; N],
+) -> BTreeMap<String, u64> {
+    let mut full = map.clone();
+    for name in names {
+        full.entry(name.to_owned()).or_insert(0);
+    }
+    full
+}
 
 /// When a run happened and what it cost the generator.
 #[derive(Debug, Clone)]
@@ -51,7 +68,10 @@ impl Report {
                 started: counters.started,
                 connected: counters.connected,
                 failed: counters.failed(),
-                failed_by_reason: counters.failed_by_reason.clone(),
+                failed_by_reason: every_key(
+                    &counters.failed_by_reason,
+                    FailReason::ALL.map(FailReason::name),
+                ),
                 peak_open: counters.peak_open,
                 open_at_end: counters.open,
             },
@@ -65,9 +85,15 @@ impl Report {
                 messages_sent: counters.messages_sent,
                 messages_received: counters.messages_received,
                 reconnects: counters.reconnects,
-                disconnects_by_reason: counters.disconnects_by_reason.clone(),
+                disconnects_by_reason: every_key(
+                    &counters.disconnects_by_reason,
+                    DisconnectReason::ALL.map(DisconnectReason::name),
+                ),
                 errors_total: counters.errors_total(),
-                errors_by_kind: counters.errors_by_kind.clone(),
+                errors_by_kind: every_key(
+                    &counters.errors_by_kind,
+                    ErrorKind::ALL.map(ErrorKind::name),
+                ),
             },
             thresholds: Vec::new(),
             generator: run.generator,
@@ -76,6 +102,7 @@ impl Report {
                 unit: "us".to_owned(),
                 data: PerLatency::from_fn(|l| encode(hists.get(l))),
             },
+            timeseries: None,
         };
         report.evaluate(thresholds);
         report
@@ -96,8 +123,31 @@ impl Report {
             .collect();
     }
 
+    /// Attach the run over time.
+    pub fn with_series(mut self, values: &SeriesValues) -> Report {
+        self.timeseries = Some(TimeSeries::build(values));
+        self
+    }
+
     pub fn all_thresholds_pass(&self) -> bool {
         self.thresholds.iter().all(|t| t.passed)
+    }
+
+    /// Virtual users whose task panicked: a bug in this tool, reported as errors of kind
+    /// `panic`.
+    pub fn panics(&self) -> u64 {
+        self.counters
+            .errors_by_kind
+            .get(ErrorKind::Panic.name())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Whether the run passes: every threshold holds and no virtual user panicked (a run
+    /// that lost users to a bug has not measured what it was asked to, whatever its
+    /// thresholds say).
+    pub fn passed(&self) -> bool {
+        self.all_thresholds_pass() && self.panics() == 0
     }
 }
 

@@ -7,7 +7,7 @@ use crate::loadtest::metrics::{HistogramSet, Latency};
 use crate::loadtest::thresholds::{Threshold, ThresholdError};
 
 use super::schema::decode;
-use super::{HISTOGRAM_ENCODING, Report, SCHEMA_VERSION};
+use super::{HISTOGRAM_ENCODING, READABLE_VERSIONS, Report, SCHEMA_VERSION};
 
 /// Why a report could not be read, merged or written; every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +20,7 @@ pub enum ReportError {
     #[error("{path}: not a load-test report: {message}")]
     Invalid { path: String, message: String },
     #[error(
-        "{path}: schema_version {found} is not supported by this build (it reads {SCHEMA_VERSION})"
+        "{path}: schema_version {found} is not supported by this build (it reads 1 and {SCHEMA_VERSION})"
     )]
     Version { path: String, found: String },
     #[error("cannot merge reports of different scenarios: {0}")]
@@ -69,7 +69,9 @@ impl Report {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| invalid(format!("not JSON ({e})")))?;
         match value.get("schema_version") {
-            Some(v) if v.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
+            Some(v)
+                if v.as_u64()
+                    .is_some_and(|v| READABLE_VERSIONS.iter().any(|r| u64::from(*r) == v)) => {}
             Some(v) => {
                 return Err(ReportError::Version {
                     path: path.to_owned(),
@@ -99,6 +101,14 @@ impl Report {
         report
             .parsed_thresholds()
             .map_err(|e| invalid(format!("thresholds: {e}")))?;
+        if let Some(series) = &report.timeseries {
+            if report.schema_version < 2 {
+                return Err(invalid(
+                    "timeseries appeared in schema version 2, this report says version 1".into(),
+                ));
+            }
+            series.check(&report).map_err(&invalid)?;
+        }
         Ok(report)
     }
 
@@ -161,7 +171,7 @@ mod tests {
             "f.json: not a load-test report: no `schema_version` field"
         );
         assert!(
-            err(&good.replacen("\"schema_version\": 1", "\"schema_version\": 9", 1))
+            err(&good.replacen("\"schema_version\": 2", "\"schema_version\": 9", 1))
                 .contains("schema_version 9 is not supported")
         );
         let edited = good.replacen("\"count\": 10,", "\"count\": 11,", 1);

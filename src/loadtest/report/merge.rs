@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use crate::loadtest::metrics::{CounterValues, HistogramSet};
 use crate::loadtest::thresholds::Threshold;
 
-use super::{Generator, Report, ReportError, RunInfo, rounded};
+use super::series::merge_series;
+use super::{Generator, Report, ReportError, RunInfo, TimeSeries, rounded};
 
 impl Report {
     /// The counters of this report, as recorded (for merging).
@@ -36,7 +37,8 @@ fn add_maps(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
 
 /// Combine the reports of several generators that ran the same scenario at the same time:
 /// histograms added, counters and deliveries summed, peaks summed, the time span from the
-/// earliest start to the latest finish, thresholds re-evaluated on the merged data.
+/// earliest start to the latest finish, thresholds re-evaluated on the merged data, and the
+/// time series combined interval by interval (see `series`).
 pub fn merge(reports: &[Report]) -> Result<Report, ReportError> {
     let Some(first) = reports.first() else {
         return Err(ReportError::Scenarios("no reports given".into()));
@@ -91,18 +93,38 @@ pub fn merge(reports: &[Report]) -> Result<Report, ReportError> {
             .extend(r.generator.warnings.iter().cloned());
     }
     generator.cpu_seconds = cpu.map(rounded);
+    let (timeseries, warning) = merged_series(reports);
+    generator.warnings.extend(warning);
     let run = RunInfo {
         started_at: started,
         finished_at: finished,
         generator,
     };
-    Ok(Report::build(
-        &first.scenario,
-        &counters,
-        &hists,
-        run,
-        &thresholds,
-    ))
+    let mut merged = Report::build(&first.scenario, &counters, &hists, run, &thresholds);
+    merged.timeseries = timeseries;
+    Ok(merged)
+}
+
+/// The reports' time series combined, or why the merged report has none.
+fn merged_series(reports: &[Report]) -> (Option<TimeSeries>, Option<String>) {
+    let series: Vec<&TimeSeries> = reports
+        .iter()
+        .filter_map(|r| r.timeseries.as_ref())
+        .collect();
+    if series.len() < reports.len() {
+        return (
+            None,
+            Some(format!(
+                "{} of {} merged reports have no time series (schema version 1): the merged report has none",
+                reports.len() - series.len(),
+                reports.len()
+            )),
+        );
+    }
+    match merge_series(&series, None) {
+        Ok(merged) => (Some(merged), None),
+        Err(e) => (None, Some(format!("time series not merged: {e}"))),
+    }
 }
 #[cfg(test)]
 mod tests {
@@ -173,5 +195,203 @@ mod tests {
             e.to_string(),
             "cannot merge reports of different scenarios: a, b"
         );
+    }
+}
+
+#[cfg(test)]
+mod series_tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant, SystemTime};
+
+    use super::super::Interval;
+    use super::super::fixtures::recorded;
+    use super::*;
+    use crate::loadtest::metrics::{
+        DisconnectReason, ErrorKind, FailReason, Latency, MarkKind, Metrics, RoomTable,
+    };
+
+    const ROOM_A: &str = "0b6c5a1e-0000-4000-8000-00000000000a";
+    const ROOM_B: &str = "0b6c5a1e-0000-4000-8000-00000000000b";
+
+    /// Feeds the same events to a generator and to the one run that sees everything.
+    struct Both<'a> {
+        sender: &'a Arc<Metrics>,
+        one: &'a Arc<Metrics>,
+    }
+
+    impl Both<'_> {
+        fn each(&self, f: impl Fn(&Arc<Metrics>)) {
+            f(self.sender);
+            f(self.one);
+        }
+    }
+
+    /// Two generators, the second started 1.4 s after the first, both 250 ms into a second of
+    /// the wall clock, run six seconds of sessions, acks, messages and errors; the same events
+    /// go to one run over both. Merging the two reports gives that run's intervals.
+    #[test]
+    fn merged_intervals_equal_one_run_over_both_generators() {
+        let origin = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_250);
+        let second = Duration::from_secs(1);
+        let late = Duration::from_millis(1400);
+        let rooms = || RoomTable::new([ROOM_A.to_owned(), ROOM_B.to_owned()]);
+        let one = Arc::new(Metrics::with_clock(9, rooms(), second, origin, wall));
+        let a = Arc::new(Metrics::with_clock(1, rooms(), second, origin, wall));
+        let b = Arc::new(Metrics::with_clock(
+            2,
+            rooms(),
+            second,
+            origin + late,
+            wall + late,
+        ));
+        // Three listeners of a's room on a, two of b's on b.
+        for (sender, room, n) in [(&a, ROOM_A, 3), (&b, ROOM_B, 2)] {
+            for _ in 0..n {
+                sender.rooms.join(room);
+                one.rooms.join(room);
+            }
+        }
+        let at = |ms: u64| origin + Duration::from_millis(ms);
+        for (sender, start) in [(&a, 0), (&b, 1400)] {
+            Both { sender, one: &one }.each(|m| m.mark(at(start), MarkKind::Phase, "phase 1/1"));
+        }
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let (mut rec_a, mut rec_b, mut rec_one) = (a.recorder(), b.recorder(), one.recorder());
+        for k in 0..600u64 {
+            let t = k * 10 + next(10);
+            // As the runner does a few times a second: intervals that are over are compacted,
+            // and samples still buffered in recorders reach them late.
+            if k % 25 == 0 {
+                for m in [&a, &b, &one] {
+                    m.compact_series(at(t));
+                }
+            }
+            let on_b = t >= 1400 && next(2) == 0;
+            let (sender, rec, room) = if on_b {
+                (&b, &mut rec_b, ROOM_B)
+            } else {
+                (&a, &mut rec_a, ROOM_A)
+            };
+            let both = Both { sender, one: &one };
+            match next(6) {
+                0 => {
+                    let took = 1 + next(900);
+                    both.each(|m| m.session_started_at(at(t)));
+                    if next(8) == 0 {
+                        both.each(|m| m.session_failed_at(FailReason::Timeout, at(t + took)));
+                    } else {
+                        both.each(|m| m.session_connected_at(at(t + took)));
+                        let latency = Duration::from_millis(took);
+                        rec.record_started(Latency::Connect, at(t), latency);
+                        rec_one.record_started(Latency::Connect, at(t), latency);
+                        // Everything happens before the reports are taken, at 7 s.
+                        let close = (t + took + 200 + next(3000)).min(6990);
+                        both.each(|m| m.session_closed_at(DisconnectReason::Client, at(close)));
+                    }
+                }
+                1 | 2 => {
+                    let listeners = if on_b { 2 } else { 3 };
+                    let (nonce, _) = sender.message_sent_expecting(room, at(t));
+                    let (nonce_one, _) = one.message_sent_expecting(room, at(t));
+                    for _ in 0..listeners {
+                        // One delivery in seven is lost.
+                        if next(7) == 0 {
+                            continue;
+                        }
+                        let arrives = at((t + 1 + next(1500)).min(6999));
+                        assert!(rec.delivered(&nonce, arrives));
+                        assert!(rec_one.delivered(&nonce_one, arrives));
+                        both.each(|m| m.message_received_at(arrives));
+                    }
+                }
+                3 => {
+                    let took = Duration::from_micros(100 + next(50_000));
+                    rec.record_started(Latency::Ack, at(t), took);
+                    rec_one.record_started(Latency::Ack, at(t), took);
+                }
+                4 => both.each(|m| m.error_at(ErrorKind::AckTimeout, at(t))),
+                _ => both.each(|m| m.message_received_at(at(t))),
+            }
+        }
+        drop((rec_a, rec_b, rec_one));
+        let until = at(7000);
+        let report = |m: &Arc<Metrics>, started: i64| {
+            let (c, h) = m.snapshot();
+            let r = Report::build(
+                "fanout",
+                &c,
+                &h,
+                super::super::fixtures::run(started, 7),
+                &[],
+            )
+            .with_series(&m.series_values(until));
+            // Through JSON, as `report merge` reads them (and every check on reading passes).
+            Report::from_json(&r.to_json(), "r.json").expect("a valid report")
+        };
+        let merged =
+            merge(&[report(&a, 1_800_000_000), report(&b, 1_800_000_001)]).expect("merges");
+        let whole = report(&one, 1_800_000_000);
+        let (m, w) = (
+            merged.timeseries.as_ref().expect("merged series"),
+            whole.timeseries.as_ref().expect("series"),
+        );
+        assert_eq!(m.interval_ms, 1000);
+        assert_eq!(m.intervals.len(), w.intervals.len());
+        assert_eq!(m.intervals.len(), 8, "00.0 to 07.25 of the wall clock");
+        assert_eq!(m.marks, w.marks);
+        for (n, (mi, wi)) in m.intervals.iter().zip(&w.intervals).enumerate() {
+            // Peaks add up to an upper bound (they need not coincide); everything else is exact.
+            assert!(mi.peak_open >= wi.peak_open, "interval {n}");
+            let same = |i: &Interval| Interval {
+                peak_open: 0,
+                histograms: Default::default(),
+                ..i.clone()
+            };
+            assert_eq!(same(mi), same(wi), "interval {n}");
+            for index in 0..3 {
+                assert_eq!(
+                    recorded(&mi.histogram(index).expect("decodes")),
+                    recorded(&wi.histogram(index).expect("decodes")),
+                    "interval {n}, latency {index}"
+                );
+            }
+        }
+        // The run did something in every interval it spans, and the totals agree.
+        assert!(w.intervals.iter().all(|i| i.messages_received > 0));
+        assert_eq!(merged.counters, whole.counters);
+        assert_eq!(merged.delivery, whole.delivery);
+        let lost = w.intervals.iter().filter_map(|i| i.delivery_completeness);
+        assert!(lost.clone().any(|c| c < 1.0), "some deliveries were lost");
+    }
+
+    #[test]
+    fn a_version_1_report_merges_without_a_time_series() {
+        let metrics = Arc::new(Metrics::new(1, RoomTable::default()));
+        metrics.session_started();
+        let (c, h) = metrics.snapshot();
+        let with = Report::build("x", &c, &h, super::super::fixtures::run(0, 1), &[])
+            .with_series(&metrics.series_values(Instant::now()));
+        let mut without = with.clone();
+        without.timeseries = None;
+        let merged = merge(&[with.clone(), without]).expect("merges");
+        assert!(merged.timeseries.is_none());
+        assert!(
+            merged
+                .generator
+                .warnings
+                .iter()
+                .any(|w| w.contains("1 of 2 merged reports have no time series")),
+            "{:?}",
+            merged.generator.warnings
+        );
+        let merged = merge(&[with.clone(), with]).expect("merges");
+        assert!(merged.timeseries.is_some());
     }
 }

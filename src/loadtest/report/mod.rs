@@ -11,15 +11,20 @@
 //!   thresholds module does not know reports, see its module comment);
 //! - `generator`: what the run cost the generator, and the warnings when it was the bottleneck;
 //! - `io`: saving, and loading with every check;
+//! - `series`: the time series (per-interval counters and histograms): built, checked, and
+//!   combined when reports merge;
 //! - `merge`, `compare`: `report merge` and `report compare`;
-//! - `text`: the tables printed for people.
+//! - `text`: the tables printed for people, with sparklines of the run over time;
+//! - `html`: the self-contained page of `report html` and `load-test --html`, with charts.
 
 mod build;
 mod compare;
 mod generator;
+mod html;
 mod io;
 mod merge;
 mod schema;
+mod series;
 mod text;
 
 #[cfg(test)]
@@ -28,12 +33,15 @@ mod fixtures;
 pub use build::RunInfo;
 pub use compare::{CompareRow, compare};
 pub use generator::bottleneck_warnings;
+pub use html::render_html;
 pub use io::ReportError;
 pub use merge::merge;
 pub use schema::{
-    Counters, Delivery, Generator, HISTOGRAM_ENCODING, Histograms, PerLatency, Report,
-    SCHEMA_VERSION, Sessions, Summary, ThresholdResult,
+    Counters, Delivery, Generator, HISTOGRAM_ENCODING, Histograms, Interval, MarkEntry, PerLatency,
+    READABLE_VERSIONS, Report, SCHEMA_VERSION, SeriesLatencies, Sessions, Summary, ThresholdResult,
+    TimeSeries,
 };
+pub use series::merge_series;
 pub use text::{render_compare, render_text};
 
 /// Derived numbers (ratios, CPU seconds, threshold values) are written with six decimals, so a

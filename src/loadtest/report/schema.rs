@@ -15,7 +15,11 @@ use time::OffsetDateTime;
 use crate::loadtest::metrics::Latency;
 
 /// Raised by any change a reader of an older report could misread; additions keep the version.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added `timeseries` and the error kind `panic`.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The versions this build reads: version 1 reports load without a time series.
+pub const READABLE_VERSIONS: [u32; 2] = [1, SCHEMA_VERSION];
 
 /// How `histograms` are encoded, stated in every report so other tools can decode them.
 pub const HISTOGRAM_ENCODING: &str = "hdrhistogram-v2-deflate-base64";
@@ -37,6 +41,91 @@ pub struct Report {
     pub thresholds: Vec<ThresholdResult>,
     pub generator: Generator,
     pub histograms: Histograms,
+    /// The run over time; `None` in a version-1 report and in a merge that includes one.
+    #[serde(default)]
+    pub timeseries: Option<TimeSeries>,
+}
+
+/// The run interval by interval (docs/REPORT_SCHEMA.md, `timeseries`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeSeries {
+    /// Length of every interval; interval starts are multiples of it since the Unix epoch.
+    pub interval_ms: u64,
+    /// Contiguous, in time order, from the interval the run started in to the one it ended in.
+    pub intervals: Vec<Interval>,
+    /// Phase starts and server restarts, in time order.
+    pub marks: Vec<MarkEntry>,
+}
+
+/// One interval. Events count when they happened; latencies and deliveries count in the
+/// interval their operation (or message) began in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interval {
+    #[serde(with = "rfc3339")]
+    pub start: OffsetDateTime,
+    pub sessions_started: u64,
+    pub sessions_connected: u64,
+    pub sessions_failed: u64,
+    /// Only the reasons that occurred.
+    pub failed_by_reason: BTreeMap<String, u64>,
+    pub reconnects: u64,
+    pub disconnects: u64,
+    /// Only the reasons that occurred.
+    pub disconnects_by_reason: BTreeMap<String, u64>,
+    /// Sessions open at the end of the interval.
+    pub open: u64,
+    /// The most sessions open at once during the interval (merged: the sum over generators).
+    pub peak_open: u64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    /// Of the messages sent in this interval.
+    pub delivery_expected: u64,
+    pub delivery_received: u64,
+    /// `delivery_received / delivery_expected`; null when nothing was expected.
+    pub delivery_completeness: Option<f64>,
+    pub errors_total: u64,
+    /// Only the kinds that occurred.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    pub latency_ms: SeriesLatencies<Summary>,
+    /// Null where the interval has no sample of that latency.
+    pub histograms: SeriesLatencies<Option<String>>,
+}
+
+/// One value per latency drawn over time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesLatencies<T> {
+    pub connect: T,
+    pub ack: T,
+    pub delivery: T,
+}
+
+impl<T> SeriesLatencies<T> {
+    /// In the order of [`crate::loadtest::metrics::SERIES_LATENCIES`].
+    pub fn as_array(&self) -> [&T; 3] {
+        [&self.connect, &self.ack, &self.delivery]
+    }
+
+    pub fn from_array([connect, ack, delivery]: [T; 3]) -> SeriesLatencies<T> {
+        SeriesLatencies {
+            connect,
+            ack,
+            delivery,
+        }
+    }
+}
+
+/// A moment worth a vertical line on the charts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkEntry {
+    #[serde(with = "rfc3339")]
+    pub at: OffsetDateTime,
+    /// `phase`, `server_down` or `server_up`.
+    pub kind: String,
+    pub label: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -193,7 +282,7 @@ pub struct Histograms {
 }
 
 /// RFC 3339 timestamps without turning on `time`'s serde feature for the whole crate.
-mod rfc3339 {
+pub(super) mod rfc3339 {
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _, ser::Error as _};
     use time::OffsetDateTime;
     use time::format_description::well_known::Rfc3339;

@@ -9,7 +9,71 @@ use time::format_description::well_known::Rfc3339;
 use crate::loadtest::metrics::Latency;
 use crate::loadtest::thresholds::Threshold;
 
-use super::{CompareRow, Report};
+use super::{CompareRow, Report, TimeSeries};
+
+/// Widest a sparkline gets, in characters; longer runs show each character as the maximum of
+/// a group of intervals.
+const SPARK_WIDTH: usize = 60;
+const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// One character per value (or per group of values, past [`SPARK_WIDTH`]), scaled from 0 to the
+/// largest; a gap (`None`) is a space.
+pub fn sparkline(values: &[Option<f64>]) -> String {
+    let group = values.len().div_ceil(SPARK_WIDTH).max(1);
+    let cells: Vec<Option<f64>> = values
+        .chunks(group)
+        .map(|chunk| chunk.iter().flatten().copied().reduce(f64::max))
+        .collect();
+    let top = cells.iter().flatten().copied().fold(0.0f64, f64::max);
+    cells
+        .iter()
+        .map(|cell| match cell {
+            None => ' ',
+            Some(_) if top <= 0.0 => SPARKS[0],
+            Some(v) => {
+                let level = (v / top * (SPARKS.len() - 1) as f64).round() as usize;
+                SPARKS[level.min(SPARKS.len() - 1)]
+            }
+        })
+        .collect()
+}
+
+/// The two sparkline lines of a report's time series: open sessions and delivery p99.
+fn sparklines(series: &TimeSeries) -> String {
+    let open: Vec<Option<f64>> = series
+        .intervals
+        .iter()
+        .map(|i| Some(i.open as f64))
+        .collect();
+    let p99: Vec<Option<f64>> = series
+        .intervals
+        .iter()
+        .map(|i| (i.latency_ms.delivery.count > 0).then_some(i.latency_ms.delivery.p99))
+        .collect();
+    let peak = series
+        .intervals
+        .iter()
+        .map(|i| i.peak_open)
+        .max()
+        .unwrap_or(0);
+    let worst = p99.iter().flatten().copied().fold(f64::NAN, f64::max);
+    let mut out = format!(
+        "over time ({} intervals of {}):\n  open sessions  {}  peak {peak}\n",
+        series.intervals.len(),
+        humantime::format_duration(std::time::Duration::from_millis(series.interval_ms)),
+        sparkline(&open)
+    );
+    if worst.is_nan() {
+        out.push_str("  delivery p99   (no deliveries)\n");
+    } else {
+        out.push_str(&format!(
+            "  delivery p99   {}  max {} ms\n",
+            sparkline(&p99),
+            fmt_ms(worst)
+        ));
+    }
+    out
+}
 
 fn fmt_ms(v: f64) -> String {
     format!("{v:.3}")
@@ -49,6 +113,10 @@ pub fn render_text(report: &Report) -> String {
         report.generator.count,
         if report.generator.count == 1 { "" } else { "s" }
     ));
+    if let Some(series) = &report.timeseries {
+        out.push_str(&sparklines(series));
+        out.push('\n');
+    }
 
     let mut latency = numeric_table(&[
         "latency (ms)",

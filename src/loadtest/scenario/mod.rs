@@ -13,6 +13,7 @@
 //! this way, Rust towards the YAML, so that nothing a user writes changes: existing files,
 //! `--set scenarios.0.weight=2` and the error messages (which name the keys as written) stay.
 
+pub mod limits;
 mod load;
 mod plan;
 mod validate;

@@ -18,6 +18,7 @@ use crate::loadtest::thresholds::Threshold;
 use crate::loadtest::yaml::{Diagnostic, Key, Loc, Node, Value};
 use crate::protocol;
 
+use super::limits::{self, MAX_DURATION};
 use super::{Scenario, Setup, Target, Users};
 use steps::uses_room;
 
@@ -41,7 +42,10 @@ const USER_VARS: &[Var] = &[Var::Vu, Var::Uuid];
 
 /// Type the document (after overrides): the scenario, or every problem found in it.
 pub(super) fn scenario(root: &Node) -> Result<Scenario, Vec<Diagnostic>> {
-    let mut v = Validator { errors: Vec::new() };
+    let mut v = Validator {
+        errors: Vec::new(),
+        max_sessions: limits::max_sessions(&Target::Embedded),
+    };
     let scenario = v.scenario(root);
     match scenario {
         Some(s) if v.errors.is_empty() => Ok(s),
@@ -53,6 +57,9 @@ pub(super) fn scenario(root: &Node) -> Result<Scenario, Vec<Diagnostic>> {
 /// with the rest of the document and one pass reports every problem.
 struct Validator {
     errors: Vec<Diagnostic>,
+    /// Sessions one generator can hold at once against the scenario's target (see `limits`):
+    /// set once the target is known, before the phases and rooms are checked against it.
+    max_sessions: u64,
 }
 
 /// A mapping whose keys were checked against the valid ones.
@@ -192,6 +199,17 @@ impl Validator {
                 self.error(&node.loc, format!("`{what}` must be longer than 0"));
                 None
             }
+            Ok(d) if d > MAX_DURATION => {
+                self.error(
+                    &node.loc,
+                    format!(
+                        "`{what}` is {}: durations stop at {} (no run of one generator lasts longer)",
+                        humantime::format_duration(d),
+                        humantime::format_duration(MAX_DURATION)
+                    ),
+                );
+                None
+            }
             Ok(d) => Some(d),
             Err(e) => {
                 self.error(
@@ -223,6 +241,36 @@ impl Validator {
         }
     }
 
+    /// A whole number from `min` to `max`; `why` says where the ceiling comes from.
+    fn bounded_count(
+        &mut self,
+        node: &Node,
+        what: &str,
+        min: u32,
+        max: u64,
+        why: &str,
+    ) -> Option<u32> {
+        let n = self.count(node, what, min)?;
+        if u64::from(n) > max {
+            self.error(
+                &node.loc,
+                format!("`{what}` is {n}, more than {max}: {why}"),
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    /// Why the session ceiling is what it is, for its error messages.
+    fn sessions_why(&self) -> String {
+        format!(
+            "one generator holds at most {} sessions at once (this process may open {} files,              {} are kept for the tool, and a session takes one, two with target embedded);              run several generators and combine their reports with `report merge`",
+            self.max_sessions,
+            limits::open_files(),
+            limits::RESERVED_FILES
+        )
+    }
+
     fn rate(&mut self, node: &Node, what: &str) -> Option<f64> {
         let n = match node.value {
             Value::Int(n) => n as f64,
@@ -236,6 +284,17 @@ impl Validator {
             self.error(
                 &node.loc,
                 format!("`{what}` must be 0 or more sessions per second, found {n}"),
+            );
+            return None;
+        }
+        if n > self.max_sessions as f64 {
+            let why = self.sessions_why();
+            self.error(
+                &node.loc,
+                format!(
+                    "`{what}` is {n} sessions per second, more than {}: {why}",
+                    self.max_sessions
+                ),
             );
             return None;
         }
@@ -257,6 +316,9 @@ impl Validator {
             None => Some(Target::Embedded),
             Some(node) => self.target(node),
         };
+        if let Some(target) = &target {
+            self.max_sessions = limits::max_sessions(target);
+        }
         let engine_path = match f.get("path") {
             None => Some(protocol::ENGINE_PATH.to_owned()),
             Some(node) => self.string(node, "path").and_then(|p| {
@@ -293,6 +355,21 @@ impl Validator {
         let phases = self
             .required(&f, "phases", "the scenario")
             .and_then(|n| self.phases(n));
+        if let Some(phases) = &phases
+            && let Some(node) = f.get("phases")
+        {
+            let total: Duration = phases.iter().map(super::Phase::duration).sum();
+            if total > MAX_DURATION {
+                self.error(
+                    &node.loc,
+                    format!(
+                        "the phases last {} in all: a run stops at {}",
+                        humantime::format_duration(total),
+                        humantime::format_duration(MAX_DURATION)
+                    ),
+                );
+            }
+        }
         let scenarios = self
             .required(&f, "scenarios", "the scenario")
             .and_then(|n| self.user_scenarios(n));

@@ -67,7 +67,8 @@ impl Validator {
                 if let Some(ramp) = f.get("ramp_to") {
                     self.error(&ramp.loc, "`ramp_to` belongs to an open phase (`arrival_rate`), not to one with `vus`");
                 }
-                let vus = self.count(vus, "vus", 1);
+                let why = self.sessions_why();
+                let vus = self.bounded_count(vus, "vus", 1, self.max_sessions, &why);
                 Some(Phase::Closed {
                     duration: duration?,
                     vus: vus?,

@@ -101,7 +101,15 @@ impl Validator {
 
     pub(super) fn rooms(&mut self, node: &Node) -> Option<Rooms> {
         match &node.value {
-            Value::Int(_) => self.count(node, "setup.rooms", 1).map(Rooms::Count),
+            Value::Int(_) => {
+                let why = format!(
+                    "each dev-created room needs a participant, and a generator has at most {} \
+                     users online at once",
+                    self.max_sessions
+                );
+                self.bounded_count(node, "setup.rooms", 1, self.max_sessions, &why)
+                    .map(Rooms::Count)
+            }
             Value::Seq(items) if items.is_empty() => {
                 self.error(
                     &node.loc,

@@ -71,7 +71,13 @@ impl Validator {
             .and_then(|n| self.string(n, "name"));
         let weight = match f.get("weight") {
             None => Some(1),
-            Some(w) => self.count(w, "weight", 1),
+            Some(w) => self.bounded_count(
+                w,
+                "weight",
+                1,
+                u64::from(super::super::limits::MAX_WEIGHT),
+                "weights are relative; scale them down",
+            ),
         };
         let steps = self
             .required(&f, "steps", "a scenario")
