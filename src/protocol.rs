@@ -338,6 +338,19 @@ pub struct DevCreateChatRequest {
     pub name: Option<String>,
 }
 
+/// Body of the dev-only `POST /api/dev/ban`: ban a user (or unban with `banned: false`); the
+/// server closes every socket of a user it bans.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DevBanRequest {
+    pub username: String,
+    #[serde(default = "banned_by_default")]
+    pub banned: bool,
+}
+
+fn banned_by_default() -> bool {
+    true
+}
+
 /// Answer of the dev-only `POST /api/dev/chats` and of `POST /api/chats` (production's answer
 /// to the latter lacks the id; the reference server adds it).
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]

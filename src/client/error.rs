@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::DisconnectReason;
+use super::api::ApiCall;
 
 /// What kind of failure, so commands can pick an exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,8 +31,13 @@ pub enum ClientError {
     HttpStatus { status: u16, body: String },
     #[error("the server refused the namespace connection (CONNECT_ERROR): {message}")]
     ConnectError { message: String },
-    #[error("the dev login answered HTTP {status}{}", body_note(body))]
-    LoginFailed { status: u16, body: String },
+    /// A REST call answered with an error status.
+    #[error("{call} answered HTTP {status}{}", body_note(body))]
+    ApiStatus {
+        call: ApiCall,
+        status: u16,
+        body: String,
+    },
     #[error("{target} closed the connection without answering the websocket handshake")]
     HandshakeClosed { target: String },
     #[error("cannot connect to {target}: {detail}")]
@@ -65,12 +71,24 @@ impl ClientError {
     pub fn class(&self) -> ErrorClass {
         match self {
             ClientError::InvalidOption(_) => ErrorClass::Usage,
-            ClientError::Refused { .. }
-            | ClientError::ConnectError { .. }
-            | ClientError::LoginFailed { .. } => ErrorClass::Refused,
+            ClientError::Refused { .. } | ClientError::ConnectError { .. } => ErrorClass::Refused,
+            // Only `serve --dev` has the dev routes: a 404 there means the wrong server.
+            ClientError::ApiStatus {
+                call, status: 404, ..
+            } if call.dev_only() => ErrorClass::Usage,
+            // A refused dev login (a banned user, an invalid name) is a refusal like a refused
+            // handshake.
+            ClientError::ApiStatus {
+                call: ApiCall::DevLogin,
+                ..
+            }
+            | ClientError::ApiStatus {
+                status: 401 | 403, ..
+            } => ErrorClass::Refused,
             ClientError::Unreachable { .. } | ClientError::Tls { .. } => ErrorClass::Unreachable,
             ClientError::Timeout { .. } | ClientError::AckTimeout(_) => ErrorClass::Timeout,
             ClientError::HttpStatus { .. }
+            | ClientError::ApiStatus { .. }
             | ClientError::HandshakeClosed { .. }
             | ClientError::Protocol(_)
             | ClientError::Closed(_) => ErrorClass::Other,
@@ -104,6 +122,14 @@ impl ClientError {
             }
             ClientError::HttpStatus { .. } => {
                 "the server failed to answer the handshake: check its logs"
+            }
+            ClientError::ApiStatus {
+                call, status: 404, ..
+            } if call.dev_only() => {
+                "the dev helpers (/api/dev/*) exist only on a server started with serve --dev"
+            }
+            ClientError::ApiStatus { status: 401, .. } => {
+                "the cookie is missing or expired: log in again"
             }
             ClientError::Unreachable { .. } => {
                 "check the host and port, and that the server is running"

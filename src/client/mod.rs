@@ -1,4 +1,5 @@
-//! The tool's own lean Engine.IO v4 / Socket.IO v5 client.
+//! The tool's own lean Engine.IO v4 / Socket.IO v5 client, and the typed SC Market HTTP API
+//! around it.
 //!
 //! `rust_socketio` 0.6 was evaluated first and replaced: it does not expose the engine handshake
 //! (sid, upgrades, ping settings, max payload), its `connect()` returns before the namespace
@@ -13,8 +14,8 @@
 //!   connection afterwards; `state.rs`: the protocol state those drivers feed.
 //! - `packet.rs`: the wire encoding; `disconnect.rs`: why a session ended; `error.rs`: how a
 //!   call fails.
-//! - `api.rs`: the dev login over REST; `http.rs`: the HTTP pool it shares with the polling
-//!   transport.
+//! - `api.rs`: the REST routes ([`ApiClient`]); `http.rs`: the HTTP pool they share with the
+//!   polling transport.
 //! - `backoff.rs`: reconnect delays.
 
 pub mod api;
@@ -28,7 +29,7 @@ mod session;
 mod state;
 mod transport;
 
-pub use api::dev_login;
+pub use api::ApiClient;
 pub use disconnect::DisconnectReason;
 pub use error::{ClientError, ErrorClass};
 pub use options::{ConnectOptions, Transport, mask};

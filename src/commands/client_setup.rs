@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::cli::ClientArgs;
-use crate::client::{ClientError, ConnectOptions, ErrorClass, dev_login, mask};
+use crate::client::{ApiClient, ClientError, ConnectOptions, ErrorClass, mask};
 use crate::exit::{CommandError, ExitCode};
 use crate::protocol::{self, ChatId, RoomAck};
 
@@ -56,7 +56,9 @@ pub(crate) async fn options(args: &ClientArgs) -> anyhow::Result<ConnectOptions>
         options.auth = Some(value);
     }
     if let Some(user) = &args.login {
-        let login = dev_login(&options, user)
+        let login = ApiClient::for_target(&options)
+            .with_timeout(options.timeout)
+            .dev_login(user)
             .await
             .map_err(|e| client_failure(e, &format!("dev login as {user:?}")))?;
         tracing::debug!(

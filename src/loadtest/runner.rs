@@ -59,6 +59,7 @@ enum EmbeddedServer {
 pub async fn run(scenario: &Scenario, show_progress: bool) -> anyhow::Result<Report> {
     let Prepared {
         options,
+        api,
         cookies,
         rooms,
         auto_joined,
@@ -81,10 +82,7 @@ pub async fn run(scenario: &Scenario, show_progress: bool) -> anyhow::Result<Rep
         cookies,
         rooms,
         auto_joined,
-        http: reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_default(),
+        api,
         room_acks: std::sync::atomic::AtomicU8::new(0),
     });
     let flows: Arc<[Flow]> = scenario.flows.clone().into();

@@ -17,8 +17,12 @@ use tokio::time::Instant;
 use super::metrics::{self, ErrorKind, FailReason, Latency, Metrics, Recorder};
 use super::scenario::{Ack, Flow, Payload, Repeat, Step, Think};
 use super::template::Vars;
-use crate::client::{self, ConnectOptions, ErrorClass, Session, SessionEvent, SessionHandle};
-use crate::protocol::{CLIENT_JOIN_ROOM, CLIENT_LEAVE_ROOM, RoomAck, SERVER_MESSAGE};
+use crate::client::{
+    self, ApiClient, ConnectOptions, ErrorClass, Session, SessionEvent, SessionHandle,
+};
+use crate::protocol::{
+    CLIENT_JOIN_ROOM, CLIENT_LEAVE_ROOM, PostMessageRequest, RoomAck, SERVER_MESSAGE,
+};
 
 /// How long `join` and `leave` wait for the reference server's acknowledgement.
 pub const ROOM_ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,7 +56,8 @@ pub struct Shared {
     pub rooms: Arc<[String]>,
     /// The server puts each session in its user's own dev room on connect.
     pub auto_joined: bool,
-    pub http: reqwest::Client,
+    /// The target's REST API (`post_message`), one connection pool for every user.
+    pub api: ApiClient,
     /// `ACKS_*`: whether the server acknowledges room events, learnt at the first barrier.
     pub room_acks: std::sync::atomic::AtomicU8,
 }
@@ -279,8 +284,8 @@ impl VirtualUser {
         let result = loop {
             // Boxed: the connect future is about 9.5 KB (websocket handshake state). Awaited
             // inline it would be part of this user's step future for the whole session,
-            // thinking included; boxed, it is freed once connected (issue 4's budget is 16 KB
-            // per held session).
+            // thinking included; boxed, it is freed once connected (the load test's budget is
+            // 16 KB per held session: docs/BENCHMARKS.md).
             let attempt = Box::pin(Session::connect(&options)).await;
             match attempt {
                 Err(e) if reconnect && Instant::now() + backoff < deadline => {
@@ -664,35 +669,23 @@ impl VirtualUser {
             nonce: &nonce,
         };
         content.render_into(&vars, &mut self.buf);
-        let url = format!(
-            "{}api/chats/{}/messages",
-            self.shared.options.http_base(),
-            room
-        );
-        let cookie = self.cookie();
+        // The rendered buffer moves into the request and back: no copy of the content per post.
+        let request = PostMessageRequest {
+            content: std::mem::take(&mut self.buf),
+        };
         let result = self
             .shared
-            .http
-            .post(url)
-            .header(http::header::COOKIE, cookie)
-            .json(&json!({ "content": self.buf }))
-            .send()
+            .api
+            .post_message(self.cookie(), &room, &request)
             .await;
+        self.buf = request.content;
         self.shared.metrics.rooms.send_finished(&room, ticket);
         self.recorder
             .record_since(Latency::Http, sent_at.into_std());
-        match result {
-            Ok(response) if response.status().is_success() => {}
-            Ok(response) => {
-                tracing::debug!(vu = self.vu, status = %response.status(), %room, "post_message refused");
-                self.shared.metrics.error(ErrorKind::Http);
-                self.shared.metrics.message_withdrawn(expected);
-            }
-            Err(e) => {
-                tracing::debug!(vu = self.vu, error = %e, "post_message failed");
-                self.shared.metrics.error(ErrorKind::Http);
-                self.shared.metrics.message_withdrawn(expected);
-            }
+        if let Err(e) = result {
+            tracing::debug!(vu = self.vu, error = %e, %room, "post_message failed");
+            self.shared.metrics.error(ErrorKind::Http);
+            self.shared.metrics.message_withdrawn(expected);
         }
     }
 
