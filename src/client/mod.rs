@@ -14,6 +14,7 @@
 //!   connection afterwards; `state.rs`: the protocol state those drivers feed.
 //! - `packet.rs`: the wire encoding; `disconnect.rs`: why a session ended; `error.rs`: how a
 //!   call fails.
+//! - `rooms.rs`: `clientJoinRoom`/`clientLeaveRoom` with an acknowledgement, answer classified.
 //! - `api.rs`: the REST routes ([`ApiClient`]); `http.rs`: the HTTP pool they share with the
 //!   polling transport.
 //! - `backoff.rs`: reconnect delays.
@@ -25,6 +26,7 @@ mod error;
 mod http;
 mod options;
 pub mod packet;
+pub mod rooms;
 mod session;
 mod state;
 mod transport;

@@ -10,19 +10,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
 use super::metrics::{self, ErrorKind, FailReason, Latency, Metrics, Recorder};
 use super::scenario::{Ack, Flow, Payload, Repeat, Step, Think};
 use super::template::Vars;
+use crate::client::rooms::{self, RoomAction, RoomOutcome};
 use crate::client::{
     self, ApiClient, ConnectOptions, ErrorClass, Session, SessionEvent, SessionHandle,
 };
-use crate::protocol::{
-    CLIENT_JOIN_ROOM, CLIENT_LEAVE_ROOM, PostMessageRequest, RoomAck, SERVER_MESSAGE,
-};
+use crate::protocol::{CLIENT_JOIN_ROOM, CLIENT_LEAVE_ROOM, PostMessageRequest, SERVER_MESSAGE};
 
 /// How long `join` and `leave` wait for the reference server's acknowledgement.
 pub const ROOM_ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -185,12 +184,12 @@ impl VirtualUser {
             }
             Step::Join { chat_id } => {
                 let room = self.render(chat_id, iteration, "");
-                self.room_event(CLIENT_JOIN_ROOM, room).await;
+                self.room_event(RoomAction::Join, room).await;
                 Ok(())
             }
             Step::Leave { chat_id } => {
                 let room = self.render(chat_id, iteration, "");
-                self.room_event(CLIENT_LEAVE_ROOM, room).await;
+                self.room_event(RoomAction::Leave, room).await;
                 Ok(())
             }
             Step::Emit { event, data, ack } => {
@@ -433,21 +432,19 @@ impl VirtualUser {
         } else {
             BARRIER_PROBE_TIMEOUT
         };
-        let answer = live
-            .handle
-            .emit_with_ack(CLIENT_LEAVE_ROOM, vec![json!({ "chat_id": room })], timeout)
-            .await;
+        let answer = rooms::request(&live.handle, RoomAction::Leave, room, timeout).await;
         match answer {
-            Ok(_) => self.shared.room_acks.store(ACKS_YES, Relaxed),
-            Err(client::ClientError::AckTimeout(_)) if known == ACKS_UNKNOWN => {
+            Ok(RoomOutcome::Unconfirmed) if known == ACKS_UNKNOWN => {
                 tracing::info!(
                     "the server does not acknowledge room events; closing sessions linger instead"
                 );
                 self.shared.room_acks.store(ACKS_NO, Relaxed);
             }
             // Messages still on their way may now be missed in the count: say so.
-            Err(client::ClientError::AckTimeout(_)) => {
-                self.shared.metrics.error(ErrorKind::AckTimeout)
+            Ok(RoomOutcome::Unconfirmed) => self.shared.metrics.error(ErrorKind::AckTimeout),
+            // Any answer, a refusal included, comes after what the server queued before it.
+            Ok(RoomOutcome::Done | RoomOutcome::Refused(_)) => {
+                self.shared.room_acks.store(ACKS_YES, Relaxed)
             }
             Err(_) => {}
         }
@@ -457,12 +454,12 @@ impl VirtualUser {
     /// `join` / `leave`: ask for the reference server's acknowledgement and keep the room
     /// table right. A server that never acknowledges (production) shows up as ack timeouts;
     /// use `emit` for those.
-    async fn room_event(&mut self, event: &str, room: String) {
+    async fn room_event(&mut self, action: RoomAction, room: String) {
         if self.session.is_none() {
             self.shared.metrics.error(ErrorKind::Send);
             return;
         }
-        let leaving = event == CLIENT_LEAVE_ROOM;
+        let leaving = action == RoomAction::Leave;
         if leaving && self.left_room(&room) {
             self.settle_sends(std::slice::from_ref(&room)).await;
         }
@@ -471,30 +468,23 @@ impl VirtualUser {
             return;
         };
         let started = Instant::now();
-        let answer = live
-            .handle
-            .emit_with_ack(event, vec![json!({ "chat_id": room })], ROOM_ACK_TIMEOUT)
-            .await;
+        let answer = rooms::request(&live.handle, action, &room, ROOM_ACK_TIMEOUT).await;
         match answer {
-            Ok(args) => {
+            Ok(RoomOutcome::Unconfirmed) => self.shared.metrics.error(ErrorKind::AckTimeout),
+            Ok(outcome) => {
                 self.recorder.record_since(Latency::Ack, started.into_std());
                 self.shared
                     .room_acks
                     .store(ACKS_YES, std::sync::atomic::Ordering::Relaxed);
-                let ack: Option<RoomAck> = args
-                    .first()
-                    .and_then(|a| serde_json::from_value(a.clone()).ok());
-                match ack {
-                    Some(RoomAck { ok: true, .. }) if !leaving => self.joined_room(room),
-                    Some(RoomAck { ok: true, .. }) => {}
-                    other => {
-                        tracing::debug!(vu = self.vu, %room, ?other, "{event} refused");
+                match outcome {
+                    RoomOutcome::Done if !leaving => self.joined_room(room),
+                    RoomOutcome::Done => {}
+                    refused => {
+                        let event = action.event();
+                        tracing::debug!(vu = self.vu, %room, ?refused, "{event} refused");
                         self.shared.metrics.error(ErrorKind::AckMismatch);
                     }
                 }
-            }
-            Err(client::ClientError::AckTimeout(_)) => {
-                self.shared.metrics.error(ErrorKind::AckTimeout)
             }
             Err(_) => self.shared.metrics.error(ErrorKind::Send),
         }
