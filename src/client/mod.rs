@@ -32,7 +32,7 @@ mod state;
 mod transport;
 
 pub use api::ApiClient;
-pub use disconnect::DisconnectReason;
+pub use disconnect::{DisconnectKind, DisconnectReason};
 pub use error::{ClientError, ErrorClass};
 pub use options::{ConnectOptions, Transport, mask};
 pub use packet::Handshake;

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::client::DisconnectKind;
+
 /// Samples a recorder buffers before it takes a shard lock.
 pub const FLUSH_EVERY: usize = 32;
 
@@ -107,36 +109,6 @@ impl FailReason {
             FailReason::Timeout => "timeout",
             FailReason::Protocol => "protocol",
             FailReason::Setup => "setup",
-        }
-    }
-}
-
-/// Why an open session closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisconnectReason {
-    /// The scenario said `disconnect` (or `reconnect`), or the session finished its steps.
-    Client,
-    /// The server closed the socket or sent a DISCONNECT.
-    Server,
-    /// No ping from the server within pingInterval + pingTimeout.
-    PingTimeout,
-    /// The transport failed (reset, EOF, websocket error).
-    Transport,
-}
-
-impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 4] = [
-        DisconnectReason::Client,
-        DisconnectReason::Server,
-        DisconnectReason::PingTimeout,
-        DisconnectReason::Transport,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            DisconnectReason::Client => "client",
-            DisconnectReason::Server => "server",
-            DisconnectReason::PingTimeout => "ping_timeout",
-            DisconnectReason::Transport => "transport",
         }
     }
 }
@@ -439,7 +411,7 @@ impl Metrics {
         let now = self.counters.open.fetch_add(1, Relaxed) + 1;
         self.counters.peak_open.fetch_max(now, Relaxed);
     }
-    pub fn session_closed(&self, reason: DisconnectReason) {
+    pub fn session_closed(&self, reason: DisconnectKind) {
         self.counters.disconnects[reason as usize].fetch_add(1, Relaxed);
         let _ = self
             .counters
@@ -529,7 +501,7 @@ impl Metrics {
             open: c.open.load(Relaxed),
             peak_open: c.peak_open.load(Relaxed),
             disconnects_by_reason: named(
-                &DisconnectReason::ALL.map(DisconnectReason::name),
+                &DisconnectKind::ALL.map(DisconnectKind::name),
                 &c.disconnects,
             ),
             reconnects: c.reconnects.load(Relaxed),
@@ -728,10 +700,10 @@ mod tests {
         m.session_connected();
         m.session_connected();
         m.session_failed(FailReason::Refused);
-        m.session_closed(DisconnectReason::Server);
+        m.session_closed(DisconnectKind::Server);
         m.session_reconnected();
-        m.session_closed(DisconnectReason::Client);
-        m.session_closed(DisconnectReason::Client);
+        m.session_closed(DisconnectKind::Client);
+        m.session_closed(DisconnectKind::Client);
         m.error(ErrorKind::AckTimeout);
         let c = m.counter_values();
         assert_eq!((c.started, c.connected, c.failed()), (3, 2, 1));

@@ -14,12 +14,13 @@ use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
-use super::metrics::{self, ErrorKind, FailReason, Latency, Metrics, Recorder};
+use super::metrics::{ErrorKind, FailReason, Latency, Metrics, Recorder};
 use super::scenario::{Ack, Flow, Payload, Repeat, Step, Think};
 use super::template::Vars;
 use crate::client::rooms::{self, RoomAction, RoomOutcome};
 use crate::client::{
-    self, ApiClient, ConnectOptions, ErrorClass, Session, SessionEvent, SessionHandle,
+    self, ApiClient, ConnectOptions, DisconnectKind, ErrorClass, Session, SessionEvent,
+    SessionHandle,
 };
 use crate::protocol::{CLIENT_JOIN_ROOM, CLIENT_LEAVE_ROOM, PostMessageRequest, SERVER_MESSAGE};
 
@@ -101,15 +102,6 @@ fn fail_reason(e: &client::ClientError) -> FailReason {
         ErrorClass::Unreachable => FailReason::Unreachable,
         ErrorClass::Timeout => FailReason::Timeout,
         ErrorClass::Usage | ErrorClass::Other => FailReason::Protocol,
-    }
-}
-
-fn disconnect_reason(r: &client::DisconnectReason) -> metrics::DisconnectReason {
-    match r {
-        client::DisconnectReason::ServerDisconnect => metrics::DisconnectReason::Server,
-        client::DisconnectReason::ClientDisconnect => metrics::DisconnectReason::Client,
-        client::DisconnectReason::PingTimeout => metrics::DisconnectReason::PingTimeout,
-        _ => metrics::DisconnectReason::Transport,
     }
 }
 
@@ -409,9 +401,7 @@ impl VirtualUser {
         self.drain_ready();
         if let Some(live) = self.session.take() {
             live.handle.disconnect().await;
-            self.shared
-                .metrics
-                .session_closed(metrics::DisconnectReason::Client);
+            self.shared.metrics.session_closed(DisconnectKind::Client);
         }
         self.stays.clear();
     }
@@ -754,9 +744,7 @@ impl VirtualUser {
     fn lost_session(&mut self, reason: client::DisconnectReason) {
         if self.session.take().is_some() {
             tracing::debug!(vu = self.vu, %reason, "session lost");
-            self.shared
-                .metrics
-                .session_closed(disconnect_reason(&reason));
+            self.shared.metrics.session_closed(reason.kind());
             self.left_all_rooms();
         }
     }
