@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use scmarket_ws::client::{self, ConnectOptions, Session, SessionEvent};
-use scmarket_ws::protocol::{CLIENT_JOIN_ROOM, SERVER_MESSAGE};
+use scmarket_ws::client::{ApiClient, ConnectOptions, Session, SessionEvent};
+use scmarket_ws::protocol::{CLIENT_JOIN_ROOM, PostMessageRequest, SERVER_MESSAGE};
 use scmarket_ws::server::{self, Config};
 
 /// alice's order chat in the demo data every new store is seeded with (`src/store/demo.yaml`).
@@ -27,7 +27,9 @@ async fn main() -> anyhow::Result<()> {
 
     // The dev helper hands out a signed session cookie, as production's login would.
     let mut options = ConnectOptions::new(&url, None)?;
-    let login = client::dev_login(&options, "alice").await?;
+    // The same server's REST API, typed: dev login, chats, posting.
+    let api = ApiClient::for_target(&options);
+    let login = api.dev_login("alice").await?;
     options.add_cookies(&login.session_cookie)?;
     let mut session = Session::connect(&options).await?;
     println!(
@@ -46,13 +48,12 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     println!("{CLIENT_JOIN_ROOM} answered {}", json!(answer));
 
-    let posted = reqwest::Client::new()
-        .post(format!("{url}/api/chats/{ORDER_CHAT}/messages"))
-        .header("cookie", &login.session_cookie)
-        .json(&json!({ "content": "hello from the embedded example" }))
-        .send()
+    let post = PostMessageRequest {
+        content: "hello from the embedded example".into(),
+    };
+    api.post_message(&login.session_cookie, ORDER_CHAT, &post)
         .await?;
-    println!("POST /api/chats/{ORDER_CHAT}/messages: {}", posted.status());
+    println!("POST /api/chats/{ORDER_CHAT}/messages: 200");
 
     let message = loop {
         let event = tokio::time::timeout(Duration::from_secs(5), session.next_event())

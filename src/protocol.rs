@@ -338,15 +338,16 @@ pub struct DevCreateChatRequest {
     pub name: Option<String>,
 }
 
-/// Body of the dev-only `POST /api/dev/ban`: bans (or with `banned: false` unbans) a user.
+/// Body of the dev-only `POST /api/dev/ban`: ban a user (or unban with `banned: false`); the
+/// server closes every socket of a user it bans.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DevBanRequest {
     pub username: String,
-    #[serde(default = "yes")]
+    #[serde(default = "banned_by_default")]
     pub banned: bool,
 }
 
-fn yes() -> bool {
+fn banned_by_default() -> bool {
     true
 }
 

@@ -1,14 +1,12 @@
 //! What `connect`, `join` and `listen` share: connect options from the common flags, chat ids,
-//! room requests, and client failures as exit codes.
-
-use std::time::Duration;
+//! and client failures as exit codes. (Room requests are the client's: `client::rooms`.)
 
 use serde_json::Value;
 
 use crate::cli::ClientArgs;
-use crate::client::{ClientError, ConnectOptions, ErrorClass, dev_login, mask};
+use crate::client::{ApiClient, ClientError, ConnectOptions, ErrorClass, mask};
 use crate::exit::{CommandError, ExitCode};
-use crate::protocol::{self, ChatId, RoomAck};
+use crate::protocol::{self, ChatId};
 
 /// Turn a client failure into the command's error: what happened, what to try, which exit code.
 pub(crate) fn client_failure(error: ClientError, doing: &str) -> anyhow::Error {
@@ -56,7 +54,9 @@ pub(crate) async fn options(args: &ClientArgs) -> anyhow::Result<ConnectOptions>
         options.auth = Some(value);
     }
     if let Some(user) = &args.login {
-        let login = dev_login(&options, user)
+        let login = ApiClient::for_target(&options)
+            .with_timeout(options.timeout)
+            .dev_login(user)
             .await
             .map_err(|e| client_failure(e, &format!("dev login as {user:?}")))?;
         tracing::debug!(
@@ -79,67 +79,6 @@ pub(crate) fn parse_chat_ids(ids: &[String]) -> anyhow::Result<Vec<ChatId>> {
             ChatId::parse(id.trim()).map_err(|e| {
                 anyhow::Error::from(CommandError::usage(format!("chat id {id:?}: {e}")))
             })
-        })
-        .collect()
-}
-
-/// What the server said about one room request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RoomOutcome {
-    Done,
-    Refused(String),
-    /// No acknowledgement in time: the server does not confirm (production).
-    Unconfirmed,
-}
-
-impl RoomOutcome {
-    pub(crate) fn word(&self, leave: bool) -> &'static str {
-        match (self, leave) {
-            (RoomOutcome::Done, false) => "joined",
-            (RoomOutcome::Done, true) => "left",
-            (RoomOutcome::Refused(_), _) => "refused",
-            (RoomOutcome::Unconfirmed, _) => "unconfirmed",
-        }
-    }
-}
-
-/// Send `clientJoinRoom`/`clientLeaveRoom` for each chat with an ack request, all at once.
-pub(crate) async fn room_requests(
-    session: &crate::client::SessionHandle,
-    chats: &[ChatId],
-    leave: bool,
-    ack_wait: Duration,
-) -> Result<Vec<RoomOutcome>, ClientError> {
-    let event = if leave {
-        protocol::CLIENT_LEAVE_ROOM
-    } else {
-        protocol::CLIENT_JOIN_ROOM
-    };
-    let requests = chats.iter().map(|chat| {
-        let arg = serde_json::json!({ "chat_id": chat.to_string() });
-        session.emit_with_ack(event, vec![arg], ack_wait)
-    });
-    let answers = futures_util::future::join_all(requests).await;
-    answers
-        .into_iter()
-        .map(|answer| match answer {
-            Ok(args) => Ok(
-                match args
-                    .first()
-                    .and_then(|a| serde_json::from_value::<RoomAck>(a.clone()).ok())
-                {
-                    Some(RoomAck { ok: true, .. }) => RoomOutcome::Done,
-                    Some(RoomAck { error, .. }) => RoomOutcome::Refused(
-                        error.map_or_else(|| "no reason given".to_string(), |e| e.to_string()),
-                    ),
-                    None => RoomOutcome::Refused(format!(
-                        "unexpected acknowledgement {}",
-                        Value::from(args)
-                    )),
-                },
-            ),
-            Err(ClientError::AckTimeout(_)) => Ok(RoomOutcome::Unconfirmed),
-            Err(e) => Err(e),
         })
         .collect()
 }

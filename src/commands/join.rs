@@ -2,10 +2,11 @@
 
 use serde_json::json;
 
-use super::client_setup::{RoomOutcome, client_failure, options, parse_chat_ids, room_requests};
+use super::client_setup::{client_failure, options, parse_chat_ids};
 use super::output::Style;
 use crate::cli::JoinArgs;
 use crate::client::Session;
+use crate::client::rooms::{self, RoomAction, RoomOutcome};
 use crate::exit::{CommandError, ExitCode};
 
 const NO_CONFIRMATION: &str = "the server gives no confirmation (production never acknowledges room requests; a refused join is silent there)";
@@ -17,18 +18,23 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<ExitCode> {
     let session = Session::connect(&options)
         .await
         .map_err(|e| client_failure(e, &format!("connecting to {target}")))?;
-    let outcomes = room_requests(session.handle(), &chats, args.leave, args.ack_wait)
+    let action = if args.leave {
+        RoomAction::Leave
+    } else {
+        RoomAction::Join
+    };
+    let outcomes = rooms::request_all(session.handle(), action, &chats, args.ack_wait)
         .await
         .map_err(|e| client_failure(e, "sending the room requests"))?;
     session.disconnect().await;
 
-    let action = if args.leave { "leave" } else { "join" };
+    let action_name = if args.leave { "leave" } else { "join" };
     if args.client.json {
         let rooms: Vec<_> = chats
             .iter()
             .zip(&outcomes)
             .map(|(chat, outcome)| {
-                let mut r = json!({"chat_id": chat.to_string(), "action": action, "result": outcome.word(args.leave)});
+                let mut r = json!({"chat_id": chat.to_string(), "action": action_name, "result": outcome.word(action)});
                 if let RoomOutcome::Refused(reason) = outcome {
                     r["error"] = reason.as_str().into();
                 }
@@ -39,7 +45,7 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<ExitCode> {
     } else {
         let style = Style::for_stdout();
         for (chat, outcome) in chats.iter().zip(&outcomes) {
-            let word = format!("{:<11}", outcome.word(args.leave));
+            let word = format!("{:<11}", outcome.word(action));
             match outcome {
                 RoomOutcome::Done => println!("{} {chat}", style.paint("32", &word)),
                 RoomOutcome::Refused(reason) => {

@@ -4,10 +4,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::client_setup::{RoomOutcome, client_failure, options, parse_chat_ids, room_requests};
+use super::client_setup::{client_failure, options, parse_chat_ids};
 use super::output::{Style, cut, emit_line, local_clock, rfc3339};
 use crate::cli::ListenArgs;
 use crate::client::backoff::Backoff;
+use crate::client::rooms::{self, RoomAction, RoomOutcome};
 use crate::client::{ClientError, ConnectOptions, ErrorClass, Event, Session, SessionEvent};
 use crate::exit::{CommandError, ExitCode};
 use crate::protocol::ChatId;
@@ -230,7 +231,7 @@ async fn join_rooms(session: &Session, rooms: &[ChatId], ack_wait: Duration, aga
         return;
     }
     let verb = if again { "rejoined" } else { "joined" };
-    match room_requests(session.handle(), rooms, false, ack_wait).await {
+    match rooms::request_all(session.handle(), RoomAction::Join, rooms, ack_wait).await {
         Ok(outcomes) => {
             for (room, outcome) in rooms.iter().zip(outcomes) {
                 match outcome {

@@ -142,6 +142,7 @@ fn panic_warning(count: u64, first: &str) -> String {
 fn share(prepared: Prepared, interval: Duration) -> (Arc<Shared>, Option<setup::Embedded>) {
     let Prepared {
         options,
+        api,
         cookies,
         rooms,
         auto_joined,
@@ -167,10 +168,7 @@ fn share(prepared: Prepared, interval: Duration) -> (Arc<Shared>, Option<setup::
         cookies,
         rooms,
         auto_joined,
-        http: reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_default(),
+        api,
         room_acks: std::sync::atomic::AtomicU8::new(0),
     });
     (shared, embedded)
@@ -520,14 +518,15 @@ mod tests {
         let scenario = crate::loadtest::scenario::parse(yaml, "p.yaml", &Default::default())
             .expect("valid scenario");
         let metrics = Arc::new(Metrics::new(1, RoomTable::default()));
+        let options =
+            crate::client::ConnectOptions::new("http://127.0.0.1:9", None).expect("valid URL");
         let shared = Arc::new(Shared {
             metrics: Arc::clone(&metrics),
-            options: crate::client::ConnectOptions::new("http://127.0.0.1:9", None)
-                .expect("valid URL"),
+            api: crate::client::ApiClient::for_target(&options),
+            options,
             cookies: Arc::from(vec!["scmarket.sid=x".to_owned()]),
             rooms: Arc::from(Vec::<String>::new()),
             auto_joined: false,
-            http: reqwest::Client::new(),
             room_acks: std::sync::atomic::AtomicU8::new(0),
         });
         let mut driver = Driver::new(&scenario, shared, false, Instant::now());

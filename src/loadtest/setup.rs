@@ -16,9 +16,9 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use super::scenario::{Phase, Rooms, Scenario, Target, Users, limits};
 use super::template::Vars;
-use crate::client::{self, ConnectOptions};
+use crate::client::{ApiClient, ClientError, ConnectOptions, ErrorClass};
 use crate::exit::{CommandError, ExitCode};
-use crate::protocol::{CreatedChat, DataEnvelope, DevCreateChatRequest};
+use crate::protocol::DevCreateChatRequest;
 use crate::server::RunningServer;
 
 /// Requests in flight while provisioning users and rooms.
@@ -28,6 +28,8 @@ const PROVISIONING_CONCURRENCY: usize = 32;
 pub struct Prepared {
     /// Target URL and path; each session adds its own cookie to a clone.
     pub options: ConnectOptions,
+    /// The target's REST API, for the virtual users' posts.
+    pub api: ApiClient,
     /// `Cookie` header text per virtual user (`cookies[vu % len]`).
     pub cookies: Arc<[String]>,
     /// Room (chat id) per virtual user (`rooms[vu % len]`); empty without `setup.rooms`.
@@ -151,6 +153,7 @@ pub async fn prepare(scenario: &Scenario) -> anyhow::Result<Prepared> {
     let mut options = ConnectOptions::new(&url, Some(&scenario.engine_path))
         .map_err(|e| CommandError::usage(e.to_string()))?;
     options.timeout = Duration::from_secs(10);
+    let api = ApiClient::for_target(&options);
     let total_vus = count_vus(&scenario.phases);
     let room_count = match &scenario.setup.rooms {
         Some(Rooms::Count(n)) => u64::from(*n),
@@ -179,9 +182,7 @@ pub async fn prepare(scenario: &Scenario) -> anyhow::Result<Prepared> {
     let (rooms, auto_joined): (Vec<String>, bool) = match (&scenario.setup.rooms, &usernames) {
         (None, _) => (Vec::new(), false),
         (Some(Rooms::Ids(ids)), _) => (ids.iter().map(|id| id.room()).collect(), false),
-        (Some(Rooms::Count(n)), Some(names)) => {
-            (create_dev_rooms(&options, *n, names).await?, true)
-        }
+        (Some(Rooms::Count(n)), Some(names)) => (create_dev_rooms(&api, *n, names).await?, true),
         (Some(Rooms::Count(_)), None) => {
             return Err(CommandError::usage(
                 "setup.rooms as a count creates chats through the dev helpers, which need \
@@ -193,11 +194,14 @@ pub async fn prepare(scenario: &Scenario) -> anyhow::Result<Prepared> {
 
     let cookies: Vec<String> = match (&scenario.setup.users, usernames) {
         (Users::SessionsFile(file), _) => read_sessions_file(file)?,
-        (Users::Template(_), Some(names)) => dev_logins(&options, &names).await?,
+        (Users::Template(_), Some(names)) => {
+            dev_logins(&api.clone().with_timeout(options.timeout), &names).await?
+        }
         (Users::Template(_), None) => unreachable!("templates always render usernames"),
     };
     Ok(Prepared {
         options,
+        api,
         cookies: cookies.into(),
         rooms: rooms.into(),
         auto_joined,
@@ -225,16 +229,21 @@ fn check_loopback(url: &reqwest::Url) -> anyhow::Result<()> {
     }
 }
 
+/// A provisioning call that failed, with what to do when nothing answers at the target.
+fn provisioning_error(doing: &str, error: &ClientError) -> anyhow::Error {
+    let hint = if error.class() == ErrorClass::Unreachable {
+        " (nothing answers there: start `scmarket-ws serve --dev`, or use target: embedded)"
+    } else {
+        ""
+    };
+    setup_error(format!("{doing}: {error}{hint}"))
+}
+
 async fn create_dev_rooms(
-    options: &ConnectOptions,
+    api: &ApiClient,
     count: u32,
     usernames: &[String],
 ) -> anyhow::Result<Vec<String>> {
-    let http = reqwest::Client::new();
-    let url = options
-        .http_base()
-        .join("api/dev/chats")
-        .map_err(|e| setup_error(e.to_string()))?;
     let count = count.max(1) as usize;
     let mut rooms = Vec::with_capacity(count);
     for room in 0..count {
@@ -244,43 +253,25 @@ async fn create_dev_rooms(
             .filter(|(vu, _)| vu % count == room)
             .map(|(_, name)| name.clone())
             .collect();
-        let response = http
-            .post(url.clone())
-            .json(&DevCreateChatRequest {
-                participants,
-                name: Some(format!("load-test room {room}")),
-            })
-            .send()
-            .await
-            .map_err(|e| {
-                setup_error(format!(
-                    "creating load-test room {room} at {url}: {e}{}",
-                    if e.is_connect() {
-                        " (nothing answers there: start `scmarket-ws serve --dev`, or use target: embedded)"
-                    } else {
-                        ""
-                    }
-                ))
-            })?;
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Err(setup_error(format!(
-                "{url} answered 404: setup.rooms as a count needs a server started with serve --dev \
-                 (or list existing chat ids in setup.rooms)"
-            )));
+        let request = DevCreateChatRequest {
+            participants,
+            name: Some(format!("load-test room {room}")),
+        };
+        match api.dev_create_chat(&request).await {
+            Ok(chat_id) => rooms.push(chat_id.room()),
+            Err(ClientError::ApiStatus { status: 404, .. }) => {
+                return Err(setup_error(
+                    "POST /api/dev/chats answered 404: setup.rooms as a count needs a server \
+                     started with serve --dev (or list existing chat ids in setup.rooms)",
+                ));
+            }
+            Err(e) => {
+                return Err(provisioning_error(
+                    &format!("creating load-test room {room}"),
+                    &e,
+                ));
+            }
         }
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(setup_error(format!(
-                "creating load-test room {room}: HTTP {status}: {}",
-                body.chars().take(200).collect::<String>()
-            )));
-        }
-        let created: DataEnvelope<CreatedChat> = response
-            .json()
-            .await
-            .map_err(|e| setup_error(format!("reading the created room: {e}")))?;
-        rooms.push(created.data.chat_id.room());
     }
     Ok(rooms)
 }
@@ -296,20 +287,19 @@ pub fn user_pool(total_vus: u64, max_sessions: u64, rooms: u64) -> u64 {
     (max_sessions - max_sessions % rooms).max(rooms)
 }
 
-async fn dev_logins(options: &ConnectOptions, usernames: &[String]) -> anyhow::Result<Vec<String>> {
+async fn dev_logins(api: &ApiClient, usernames: &[String]) -> anyhow::Result<Vec<String>> {
     // The first failure ends provisioning: against a server that is down, thousands of logins
     // would each fail the same way.
     futures_util::stream::iter(usernames)
         .map(|name| async move {
-            client::dev_login(options, name)
+            api.dev_login(name)
                 .await
                 .map(|login| login.session_cookie)
-                .map_err(|e| format!("dev login as {name}: {e}"))
+                .map_err(|e| provisioning_error(&format!("dev login as {name}"), &e))
         })
         .buffered(PROVISIONING_CONCURRENCY)
         .try_collect()
         .await
-        .map_err(setup_error)
 }
 
 /// One session per line: a `Cookie` header (`NAME=VALUE; ...`) or a bare JWT, which is sent as

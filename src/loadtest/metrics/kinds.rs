@@ -87,36 +87,6 @@ impl FailReason {
     }
 }
 
-/// Why an open session closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisconnectReason {
-    /// The scenario said `disconnect` (or `reconnect`), or the session finished its steps.
-    Client,
-    /// The server closed the socket or sent a DISCONNECT.
-    Server,
-    /// No ping from the server within pingInterval + pingTimeout.
-    PingTimeout,
-    /// The transport failed (reset, EOF, websocket error).
-    Transport,
-}
-
-impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 4] = [
-        DisconnectReason::Client,
-        DisconnectReason::Server,
-        DisconnectReason::PingTimeout,
-        DisconnectReason::Transport,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            DisconnectReason::Client => "client",
-            DisconnectReason::Server => "server",
-            DisconnectReason::PingTimeout => "ping_timeout",
-            DisconnectReason::Transport => "transport",
-        }
-    }
-}
-
 /// A step that went wrong after the session connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {

@@ -34,12 +34,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 pub use histograms::{HistogramSet, SIGFIGS, new_histogram};
-pub use kinds::{DisconnectReason, ErrorKind, FailReason, Latency};
+pub use kinds::{ErrorKind, FailReason, Latency};
 pub use rooms::RoomTable;
 pub use series::{Mark, MarkKind, SERIES_LATENCIES, Series, SeriesValues};
 pub use usage::process_usage;
 
 use series::{SparseCounts, series_index};
+
+use crate::client::DisconnectKind;
 
 /// Samples a recorder buffers before it takes a shard lock.
 pub const FLUSH_EVERY: usize = 32;
@@ -52,7 +54,7 @@ struct Counters {
     failed: [AtomicU64; FailReason::ALL.len()],
     open: AtomicU64,
     peak_open: AtomicU64,
-    disconnects: [AtomicU64; DisconnectReason::ALL.len()],
+    disconnects: [AtomicU64; DisconnectKind::ALL.len()],
     reconnects: AtomicU64,
     sent: AtomicU64,
     received: AtomicU64,
@@ -216,10 +218,10 @@ impl Metrics {
         self.counters.peak_open.fetch_max(now, Relaxed);
         slot.peak_open.fetch_max(now, Relaxed);
     }
-    pub fn session_closed(&self, reason: DisconnectReason) {
+    pub fn session_closed(&self, reason: DisconnectKind) {
         self.session_closed_at(reason, Instant::now());
     }
-    pub fn session_closed_at(&self, reason: DisconnectReason, at: Instant) {
+    pub fn session_closed_at(&self, reason: DisconnectKind, at: Instant) {
         self.counters.disconnects[reason as usize].fetch_add(1, Relaxed);
         self.series.at(at).disconnects[reason as usize].fetch_add(1, Relaxed);
         let _ = self
@@ -376,7 +378,7 @@ impl Metrics {
             open: c.open.load(Relaxed),
             peak_open: c.peak_open.load(Relaxed),
             disconnects_by_reason: named(
-                &DisconnectReason::ALL.map(DisconnectReason::name),
+                &DisconnectKind::ALL.map(DisconnectKind::name),
                 &c.disconnects,
             ),
             reconnects: c.reconnects.load(Relaxed),
@@ -602,10 +604,10 @@ mod tests {
         m.session_connected();
         m.session_connected();
         m.session_failed(FailReason::Refused);
-        m.session_closed(DisconnectReason::Server);
+        m.session_closed(DisconnectKind::Server);
         m.session_reconnected();
-        m.session_closed(DisconnectReason::Client);
-        m.session_closed(DisconnectReason::Client);
+        m.session_closed(DisconnectKind::Client);
+        m.session_closed(DisconnectKind::Client);
         m.error(ErrorKind::AckTimeout);
         let c = m.counter_values();
         assert_eq!((c.started, c.connected, c.failed()), (3, 2, 1));

@@ -4,9 +4,8 @@ use time::OffsetDateTime;
 
 use std::collections::BTreeMap;
 
-use crate::loadtest::metrics::{
-    CounterValues, DisconnectReason, ErrorKind, FailReason, HistogramSet, SeriesValues,
-};
+use crate::client::DisconnectKind;
+use crate::loadtest::metrics::{CounterValues, ErrorKind, FailReason, HistogramSet, SeriesValues};
 use crate::loadtest::thresholds::{Measurements, Metric, Stat, Threshold};
 
 use super::schema::encode;
@@ -87,7 +86,7 @@ impl Report {
                 reconnects: counters.reconnects,
                 disconnects_by_reason: every_key(
                     &counters.disconnects_by_reason,
-                    DisconnectReason::ALL.map(DisconnectReason::name),
+                    DisconnectKind::ALL.map(DisconnectKind::name),
                 ),
                 errors_total: counters.errors_total(),
                 errors_by_kind: every_key(

@@ -206,9 +206,8 @@ mod series_tests {
     use super::super::Interval;
     use super::super::fixtures::recorded;
     use super::*;
-    use crate::loadtest::metrics::{
-        DisconnectReason, ErrorKind, FailReason, Latency, MarkKind, Metrics, RoomTable,
-    };
+    use crate::client::DisconnectKind;
+    use crate::loadtest::metrics::{ErrorKind, FailReason, Latency, MarkKind, Metrics, RoomTable};
 
     const ROOM_A: &str = "0b6c5a1e-0000-4000-8000-00000000000a";
     const ROOM_B: &str = "0b6c5a1e-0000-4000-8000-00000000000b";
@@ -293,7 +292,7 @@ mod series_tests {
                         rec_one.record_started(Latency::Connect, at(t), latency);
                         // Everything happens before the reports are taken, at 7 s.
                         let close = (t + took + 200 + next(3000)).min(6990);
-                        both.each(|m| m.session_closed_at(DisconnectReason::Client, at(close)));
+                        both.each(|m| m.session_closed_at(DisconnectKind::Client, at(close)));
                     }
                 }
                 1 | 2 => {

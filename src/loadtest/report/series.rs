@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use time::OffsetDateTime;
 
+use crate::client::DisconnectKind;
 use crate::loadtest::metrics::series::decode_bytes;
 use crate::loadtest::metrics::{
-    DisconnectReason, ErrorKind, FailReason, MarkKind, SERIES_LATENCIES, SeriesValues,
-    new_histogram,
+    ErrorKind, FailReason, MarkKind, SERIES_LATENCIES, SeriesValues, new_histogram,
 };
 
 use super::schema::{decode, encode};
@@ -108,7 +108,7 @@ impl TimeSeries {
                 i.reconnects = v.reconnects;
                 i.disconnects = v.disconnects.iter().sum();
                 i.disconnects_by_reason = named_nonzero(
-                    DisconnectReason::ALL.map(DisconnectReason::name),
+                    DisconnectKind::ALL.map(DisconnectKind::name),
                     &v.disconnects,
                 );
                 i.open = v.open;

@@ -33,7 +33,8 @@ pub use clock::{
 };
 use slots::SlotTable;
 
-use super::{DisconnectReason, ErrorKind, FailReason, Latency};
+use super::{ErrorKind, FailReason, Latency};
+use crate::client::DisconnectKind;
 
 /// The latencies drawn over time, in the order of reports and charts.
 pub const SERIES_LATENCIES: [Latency; 3] = [Latency::Connect, Latency::Ack, Latency::Delivery];
@@ -90,7 +91,7 @@ pub(super) struct IntervalCounters {
     pub reconnects: AtomicU64,
     /// The most sessions open at once when one opened in this interval.
     pub peak_open: AtomicU64,
-    pub disconnects: [AtomicU64; DisconnectReason::ALL.len()],
+    pub disconnects: [AtomicU64; DisconnectKind::ALL.len()],
     pub sent: AtomicU64,
     pub received: AtomicU64,
     pub errors: [AtomicU64; ErrorKind::ALL.len()],
@@ -109,8 +110,8 @@ pub struct IntervalValues {
     /// Indexed like [`FailReason::ALL`].
     pub failed: [u64; FailReason::ALL.len()],
     pub reconnects: u64,
-    /// Indexed like [`DisconnectReason::ALL`].
-    pub disconnects: [u64; DisconnectReason::ALL.len()],
+    /// Indexed like [`DisconnectKind::ALL`].
+    pub disconnects: [u64; DisconnectKind::ALL.len()],
     /// Sessions open at the end of the interval.
     pub open: u64,
     /// The most sessions open at once during the interval.

@@ -1,0 +1,56 @@
+//! The HTTP side of the client: the process's one `reqwest` pool (polling transport and
+//! REST API alike) and how its failures read.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::{ClientError, DisconnectReason};
+
+/// One pool for every polling session and REST call of the process: connections are reused
+/// across requests, and the TLS roots are loaded once.
+pub(super) fn shared_client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new())
+    })
+}
+
+/// A failed request as a client error: timeout, TLS, unreachable, or a transport error.
+pub(super) fn reqwest_error(
+    e: reqwest::Error,
+    target: &str,
+    waiting_for: &'static str,
+) -> ClientError {
+    if e.is_timeout() {
+        return ClientError::Timeout {
+            waiting_for,
+            after: Duration::ZERO,
+        };
+    }
+    let mut chain = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(&e);
+    while let Some(s) = source {
+        if !chain.is_empty() {
+            chain.push_str(": ");
+        }
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    let lower = chain.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("tls") || lower.contains("ssl") {
+        ClientError::Tls {
+            target: target.to_string(),
+            detail: chain,
+        }
+    } else if e.is_connect() || e.is_request() {
+        ClientError::Unreachable {
+            target: target.to_string(),
+            detail: chain,
+        }
+    } else {
+        ClientError::Closed(DisconnectReason::TransportError(chain))
+    }
+}
