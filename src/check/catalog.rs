@@ -15,7 +15,9 @@ pub struct CheckSpec {
 impl CheckSpec {
     /// The part of the id before the dot.
     pub fn family(&self) -> &'static str {
-        self.id.split_once('.').map_or(self.id, |(family, _)| family)
+        self.id
+            .split_once('.')
+            .map_or(self.id, |(family, _)| family)
     }
 }
 
@@ -191,10 +193,7 @@ mod tests {
             "unemitted-messages",
             "late-listeners",
         ] {
-            let finding: Vec<_> = CHECKS
-                .iter()
-                .filter(|c| c.defect == Some(defect))
-                .collect();
+            let finding: Vec<_> = CHECKS.iter().filter(|c| c.defect == Some(defect)).collect();
             assert_eq!(finding.len(), 1, "{defect}");
         }
     }

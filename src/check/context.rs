@@ -157,7 +157,11 @@ impl Context {
 
     /// `http(s)://host:port`, without a trailing slash.
     pub fn api_base(&self) -> String {
-        self.base.http_base().as_str().trim_end_matches('/').to_string()
+        self.base
+            .http_base()
+            .as_str()
+            .trim_end_matches('/')
+            .to_string()
     }
 
     /// The polling handshake URL, for raw requests.
@@ -203,12 +207,12 @@ impl Context {
             user.username = Some(login.username);
             user.user_id = Some(login.user_id.to_string());
         }
-        if let Some(claims) = user
-            .cookie(protocol::ACCESS_COOKIE)
-            .and_then(jwt_claims)
-        {
+        if let Some(claims) = user.cookie(protocol::ACCESS_COOKIE).and_then(jwt_claims) {
             if user.user_id.is_none() {
-                user.user_id = claims.get("sub").and_then(Value::as_str).map(str::to_string);
+                user.user_id = claims
+                    .get("sub")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
             }
             if user.username.is_none() {
                 user.username = claims

@@ -73,7 +73,7 @@ pub async fn system_message(ctx: &Context) -> Finding {
             .with(vec![step]);
         }
     };
-    let mut step = step.note(format!("exit status {}", output.status));
+    let mut step = step.note(output.status.to_string());
     let out = String::from_utf8_lossy(&output.stdout);
     let err = String::from_utf8_lossy(&output.stderr);
     step.body = Some(excerpt(&format!("{out}{err}")));
@@ -87,7 +87,9 @@ pub async fn system_message(ctx: &Context) -> Finding {
     session.disconnect().await;
     let after = match ctx.api.get_chat(&a.cookie_header(), chat_id).await {
         Ok(detail) => detail.messages,
-        Err(e) => return Finding::warning(format!("cannot read the chat as user A: {e}")).with(evidence),
+        Err(e) => {
+            return Finding::warning(format!("cannot read the chat as user A: {e}")).with(evidence);
+        }
     };
     let new: Vec<_> = after
         .iter()
@@ -113,7 +115,9 @@ pub async fn system_message(ctx: &Context) -> Finding {
         }
     }
     let finding = if new.is_empty() {
-        Finding::warning("the command stored no new message in the chat, so there was nothing to deliver")
+        Finding::warning(
+            "the command stored no new message in the chat, so there was nothing to deliver",
+        )
     } else if missing.is_empty() {
         Finding::pass(format!(
             "{} message(s) stored by the command reached the room",

@@ -39,12 +39,17 @@ pub async fn null_join(ctx: &Context) -> Finding {
         RESEND_EVERY,
     )
     .await;
-    let step = Evidence::step("clientJoinRoom with a null argument")
-        .request(format!("42N[\"{CLIENT_JOIN_ROOM}\",null], every {} ms for {} ms", RESEND_EVERY.as_millis(), window.as_millis()));
+    let step = Evidence::step("clientJoinRoom with a null argument").request(format!(
+        "42N[\"{CLIENT_JOIN_ROOM}\",null], every {} ms for {} ms",
+        RESEND_EVERY.as_millis(),
+        window.as_millis()
+    ));
     let mut closed = match &null {
         Ok(landing) => {
             evidence.push(match &landing.answer {
-                Some(answer) => step.packet(format!("43N{}", Value::from(answer.clone()))).note("answered"),
+                Some(answer) => step
+                    .packet(format!("43N{}", Value::from(answer.clone())))
+                    .note("answered"),
                 None => step.note(format!("no answer to {} requests", landing.attempts)),
             });
             None
@@ -63,9 +68,14 @@ pub async fn null_join(ctx: &Context) -> Finding {
     // handler the callback as its argument): repeated through the window.
     if closed.is_none() {
         let sent = repeat_bare(&session, window).await;
-        let step = Evidence::step("clientJoinRoom without an argument")
-            .request(format!("42[\"{CLIENT_JOIN_ROOM}\"], every {} ms for {} ms", RESEND_EVERY.as_millis(), window.as_millis()));
-        closed = ended_within(&mut session, ctx.config.wait).await.or(sent.err());
+        let step = Evidence::step("clientJoinRoom without an argument").request(format!(
+            "42[\"{CLIENT_JOIN_ROOM}\"], every {} ms for {} ms",
+            RESEND_EVERY.as_millis(),
+            window.as_millis()
+        ));
+        closed = ended_within(&mut session, ctx.config.wait)
+            .await
+            .or(sent.err());
         evidence.push(match &closed {
             None => step.note("the session stayed open"),
             Some(reason) => step.note(format!("the session ended: {reason}")),
@@ -75,10 +85,12 @@ pub async fn null_join(ctx: &Context) -> Finding {
 
     // 3. Can a new session still connect?
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let again = Session::connect(&match ctx.options(a.cookies(), Transport::Websocket, None) {
-        Ok(o) => o,
-        Err(e) => return Finding::warning(format!("cannot reconnect: {e}")).with(evidence),
-    })
+    let again = Session::connect(
+        &match ctx.options(a.cookies(), Transport::Websocket, None) {
+            Ok(o) => o,
+            Err(e) => return Finding::warning(format!("cannot reconnect: {e}")).with(evidence),
+        },
+    )
     .await;
     let step = Evidence::step("reconnect as user A").request(ctx.engine_request("websocket"));
     let survived = match again {

@@ -51,7 +51,8 @@ pub async fn no_credentials(ctx: &Context) -> Finding {
             "refused on both transports with HTTP 400 ({} on polling), as production",
             protocol::HANDSHAKE_REFUSAL_BODY
         ))
-    } else if matches!(ws, Handshake::Refused { .. }) && matches!(polling, Handshake::Refused { .. })
+    } else if matches!(ws, Handshake::Refused { .. })
+        && matches!(polling, Handshake::Refused { .. })
     {
         Finding::warning(format!(
             "refused, but not as production answers (HTTP 400, and {} on polling): clients that read the refusal may misreport it",
@@ -87,7 +88,10 @@ pub async fn forged_session(ctx: &Context) -> Finding {
     forged(
         ctx,
         "websocket handshake with a made-up session cookie",
-        vec![(SESSION_COOKIE.into(), session_cookie_value(&sid, &signature))],
+        vec![(
+            SESSION_COOKIE.into(),
+            session_cookie_value(&sid, &signature),
+        )],
         "a made-up scmarket.sid",
     )
     .await
@@ -245,7 +249,8 @@ pub async fn open_packet(ctx: &Context) -> Finding {
     )
     .await;
     let Handshake::Accepted(session) = outcome else {
-        return Finding::fail("user A's polling handshake did not reach CONNECT").with(vec![evidence]);
+        return Finding::fail("user A's polling handshake did not reach CONNECT")
+            .with(vec![evidence]);
     };
     let h = session.info().handshake.clone();
     session.disconnect().await;

@@ -60,7 +60,12 @@ pub async fn room_request(
                 .push(format!("43N{}", Value::from(answer.clone())));
         }
         let note = match &outcome {
-            Some(o) => format!("{} (request {} of {})", describe(o), landing.acked_attempt.unwrap_or(0) + 1, landing.attempts),
+            Some(o) => format!(
+                "{} (request {} of {})",
+                describe(o),
+                landing.acked_attempt.unwrap_or(0) + 1,
+                landing.attempts
+            ),
             None => format!("no acknowledgement to {} requests", landing.attempts),
         };
         Ok(Entered {
@@ -158,7 +163,9 @@ async fn rejoin_and_receive(
 pub fn watch_evidence(step: &str, watch: &Watch) -> Evidence {
     let evidence = Evidence::step(step);
     match watch {
-        Watch::Received { packet, .. } => evidence.packet(packet.clone()).note("received the message"),
+        Watch::Received { packet, .. } => {
+            evidence.packet(packet.clone()).note("received the message")
+        }
         Watch::Nothing => evidence.note("nothing carrying the message's mark arrived"),
         Watch::Closed(reason) => evidence.note(format!("the session ended: {reason}")),
     }
@@ -198,8 +205,12 @@ pub async fn own_chat(ctx: &Context) -> Finding {
         };
     }
     if !ctx.config.post {
-        return Finding::skipped(&[NEEDS_POST])
-            .with(ctx.ack_support().await.map(|s| vec![s.evidence.clone()]).unwrap_or_default());
+        return Finding::skipped(&[NEEDS_POST]).with(
+            ctx.ack_support()
+                .await
+                .map(|s| vec![s.evidence.clone()])
+                .unwrap_or_default(),
+        );
     }
     match rejoin_and_receive(ctx, a, &chat, &chat, "joins.own-chat").await {
         Ok((_, Watch::Received { .. }, evidence)) => {
@@ -263,12 +274,13 @@ pub async fn refusal_reason(ctx: &Context) -> Finding {
         Ok(l) => l,
         Err(e) => return Finding::fail(format!("the session failed: {e}")),
     };
-    let mut evidence = Evidence::step("join a chat that does not exist, as user A").request(format!(
-        "42N[\"{CLIENT_JOIN_ROOM}\",{}], every {} ms for {} ms",
-        chat_arg(&chat),
-        RESEND_EVERY.as_millis(),
-        ctx.config.join_window.as_millis()
-    ));
+    let mut evidence =
+        Evidence::step("join a chat that does not exist, as user A").request(format!(
+            "42N[\"{CLIENT_JOIN_ROOM}\",{}], every {} ms for {} ms",
+            chat_arg(&chat),
+            RESEND_EVERY.as_millis(),
+            ctx.config.join_window.as_millis()
+        ));
     let Some(answer) = &landing.answer else {
         return Finding::fail(format!(
             "no answer to {} joins of a chat that does not exist: a client cannot tell an invalid chat from a refused one (swallowed-errors)",
@@ -287,7 +299,8 @@ pub async fn refusal_reason(ctx: &Context) -> Finding {
             "refused, with the reason {reason:?} rather than chat_not_found"
         ))
         .with(vec![evidence]),
-        _ => Finding::fail("the server says it joined a chat that does not exist").with(vec![evidence]),
+        _ => Finding::fail("the server says it joined a chat that does not exist")
+            .with(vec![evidence]),
     }
 }
 
@@ -349,8 +362,11 @@ async fn late_listeners_by_ack(ctx: &Context, a: &User, chat: &str) -> Finding {
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let e = Evidence::step(format!("session {}: join at once, again every 10 ms", i + 1))
-                .request(format!("42N[\"{CLIENT_JOIN_ROOM}\",{}]", chat_arg(chat)));
+            let e = Evidence::step(format!(
+                "session {}: join at once, again every 10 ms",
+                i + 1
+            ))
+            .request(format!("42N[\"{CLIENT_JOIN_ROOM}\",{}]", chat_arg(chat)));
             match l.acked_sent_at() {
                 Some(at) => e.note(format!(
                     "request {} of {} answered: the one sent {:.0} ms after CONNECT",
@@ -362,7 +378,10 @@ async fn late_listeners_by_ack(ctx: &Context, a: &User, chat: &str) -> Finding {
             }
         })
         .collect();
-    let dropped_at_once = landings.iter().filter(|l| l.acked_attempt != Some(0)).count();
+    let dropped_at_once = landings
+        .iter()
+        .filter(|l| l.acked_attempt != Some(0))
+        .count();
     let unanswered = landings.iter().filter(|l| l.answer.is_none()).count();
     let honoured_after = landings
         .iter()
@@ -371,7 +390,13 @@ async fn late_listeners_by_ack(ctx: &Context, a: &User, chat: &str) -> Finding {
         .map_or(0.0, ms);
     let dropped_up_to = landings
         .iter()
-        .filter_map(|l| if l.answer.is_some() { l.last_dropped_at() } else { None })
+        .filter_map(|l| {
+            if l.answer.is_some() {
+                l.last_dropped_at()
+            } else {
+                None
+            }
+        })
         .max()
         .map_or(0.0, ms);
     let finding = if dropped_at_once == 0 {
@@ -426,14 +451,17 @@ async fn late_listeners_by_message(ctx: &Context, a: &User, chat: &str) -> Findi
     // Long enough for any leave the server will ever handle, and for its own joins.
     tokio::time::sleep(ctx.config.join_window).await;
     let (mark, posted) = ctx.post(a, chat, "joins.late-listeners").await;
-    let mut evidence = vec![ctx.post_evidence("post as user A", a, chat, &posted)];
+    let post_evidence = ctx.post_evidence("then post as user A", a, chat, &posted);
+    let mut evidence = Vec::new();
     if let Err(e) = posted {
         for (_, s) in sessions {
             s.disconnect().await;
         }
         control.disconnect().await;
-        return Finding::warning(format!("could not post the message that proves the leaves: {e}"))
-            .with(evidence);
+        return Finding::warning(format!(
+            "could not post the message that proves the leaves: {e}"
+        ))
+        .with(vec![post_evidence]);
     }
     let within = ctx.config.wait;
     let watches = join_all(
@@ -441,7 +469,8 @@ async fn late_listeners_by_message(ctx: &Context, a: &User, chat: &str) -> Findi
             .iter_mut()
             .map(|(_, s)| Context::watch(s, &mark, within)),
     );
-    let (watches, control_watch) = tokio::join!(watches, Context::watch(&mut control, &mark, within));
+    let (watches, control_watch) =
+        tokio::join!(watches, Context::watch(&mut control, &mark, within));
     control.disconnect().await;
     let mut dropped = Vec::new();
     let mut honoured = Vec::new();
@@ -463,7 +492,11 @@ async fn late_listeners_by_message(ctx: &Context, a: &User, chat: &str) -> Findi
         }
         session.disconnect().await;
     }
-    evidence.push(watch_evidence("control session (never left)", &control_watch));
+    evidence.push(post_evidence);
+    evidence.push(watch_evidence(
+        "control session (never left)",
+        &control_watch,
+    ));
     if !matches!(control_watch, Watch::Received { .. }) {
         return Finding::warning(
             "the control session did not receive the message either, so nothing can be concluded: is --chat a chat user A takes part in?",
@@ -484,7 +517,12 @@ async fn late_listeners_by_message(ctx: &Context, a: &User, chat: &str) -> Findi
         ))
     } else {
         let after = honoured_after.map_or_else(
-            || format!("none was honoured within {} ms", PROBE_OFFSETS_MS[PROBE_OFFSETS_MS.len() - 1]),
+            || {
+                format!(
+                    "none was honoured within {} ms",
+                    PROBE_OFFSETS_MS[PROBE_OFFSETS_MS.len() - 1]
+                )
+            },
             |h| format!("honoured from {h} ms after CONNECT"),
         );
         Finding::fail(format!(

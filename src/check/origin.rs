@@ -95,7 +95,9 @@ pub async fn cors_credentials(ctx: &Context) -> Finding {
     evidence.status = Some(status);
     evidence.headers = headers.clone();
     evidence.packets.push(mask_sid(&body));
-    let allow_origin = headers.get("access-control-allow-origin").map(String::as_str);
+    let allow_origin = headers
+        .get("access-control-allow-origin")
+        .map(String::as_str);
     let credentials = headers
         .get("access-control-allow-credentials")
         .map(String::as_str);

@@ -49,7 +49,10 @@ pub async fn refused_post(ctx: &Context) -> Finding {
         }
     };
     let broadcast = Context::watch(&mut a_session, &mark, ctx.config.wait).await;
-    evidence.push(watch_evidence("user A's session after B's post", &broadcast));
+    evidence.push(watch_evidence(
+        "user A's session after B's post",
+        &broadcast,
+    ));
     let broadcast = matches!(broadcast, Watch::Received { .. });
 
     let stored = match ctx.api.get_chat(&a.cookie_header(), chat_id).await {
@@ -138,8 +141,14 @@ async fn chat_b_may_not_read(
             .request(format!("GET /api/chats/{chat}"));
         match ctx.api.get_chat(&b.cookie_header(), chat).await {
             Ok(_) => evidence.push(step.status(200).note("B may read it")),
-            Err(ClientError::ApiStatus { status: 403, body, .. }) => {
-                evidence.push(step.status(403).body(&body).note("B is refused: this chat is used"));
+            Err(ClientError::ApiStatus {
+                status: 403, body, ..
+            }) => {
+                evidence.push(
+                    step.status(403)
+                        .body(&body)
+                        .note("B is refused: this chat is used"),
+                );
                 return Some(chat);
             }
             Err(ClientError::ApiStatus { status, body, .. }) => {

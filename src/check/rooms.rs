@@ -28,7 +28,8 @@ pub struct Landing {
 impl Landing {
     /// When the first acknowledged request was sent, from the call.
     pub fn acked_sent_at(&self) -> Option<Duration> {
-        self.acked_attempt.and_then(|i| self.sent_at.get(i).copied())
+        self.acked_attempt
+            .and_then(|i| self.sent_at.get(i).copied())
     }
 
     /// When the last request before the acknowledged one was sent: it was dropped (a server

@@ -7,7 +7,9 @@ use super::catalog::{CHECKS, CheckSpec};
 use super::config::CheckConfig;
 use super::context::Context;
 use super::report::{CheckResult, Outcome, Report, SCHEMA_VERSION, Settings, Summary};
-use super::{Finding, delivery, destructive, handshake, joins, origin, payload, rest, transport, viewing};
+use super::{
+    Finding, delivery, destructive, handshake, joins, origin, payload, rest, transport, viewing,
+};
 use crate::client::{ClientError, ErrorClass, Transport};
 
 /// Run the checks `config` selects. An error only for a configuration that cannot be used
@@ -15,7 +17,8 @@ use crate::client::{ClientError, ErrorClass, Transport};
 /// refuses or cannot be reached is an outcome of the report.
 pub async fn run(config: CheckConfig) -> Result<Report, ClientError> {
     let started = Instant::now();
-    let started_at = crate::protocol::WireTimestamp(time::OffsetDateTime::from(SystemTime::now())).to_string();
+    let started_at =
+        crate::protocol::WireTimestamp(time::OffsetDateTime::from(SystemTime::now())).to_string();
     let mut ctx = Context::new(config)?;
     let mut report = Report {
         schema_version: SCHEMA_VERSION,
@@ -125,7 +128,10 @@ async fn prepare(ctx: &mut Context) -> Result<Option<(Outcome, String)>, ClientE
             chain.push_str(&format!(": {s}"));
             source = s.source();
         }
-        return Ok(Some((outcome, format!("cannot reach {}: {chain}", ctx.target()))));
+        return Ok(Some((
+            outcome,
+            format!("cannot reach {}: {chain}", ctx.target()),
+        )));
     }
     // 2. Users A and B, and their credentials accepted.
     let a_credentials = ctx.config.user_a.clone();

@@ -131,7 +131,9 @@ fn check(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
                         length < limit
                     };
                     if broken {
-                        errors.push(format!("{at}: {length} characters breaks {keyword} {limit}"));
+                        errors.push(format!(
+                            "{at}: {length} characters breaks {keyword} {limit}"
+                        ));
                     }
                 }
             }

@@ -75,7 +75,10 @@ pub fn render(report: &Report, colour: bool, all_evidence: bool) -> String {
             "{}",
             paint.on(
                 "2",
-                &format!("safe mode: checks that need {} were skipped", off.join(" or "))
+                &format!(
+                    "safe mode: checks that need {} were skipped",
+                    off.join(" or ")
+                )
             )
         );
     }

@@ -21,10 +21,7 @@ pub async fn reaches_connect(ctx: &Context, transport: Transport) -> Finding {
                 info.transport.describe(),
                 info.namespace_connect.as_millis()
             ))
-            .measure(
-                "connect_ms",
-                info.namespace_connect.as_secs_f64() * 1000.0,
-            );
+            .measure("connect_ms", info.namespace_connect.as_secs_f64() * 1000.0);
             match info.upgraded {
                 Some(upgraded) => finding.measure("upgraded_ms", upgraded.as_secs_f64() * 1000.0),
                 None => finding,
@@ -34,7 +31,9 @@ pub async fn reaches_connect(ctx: &Context, transport: Transport) -> Finding {
             "user A's {} handshake was refused",
             transport.describe()
         )),
-        Handshake::Failed(e) => Finding::fail(format!("no CONNECT over {}: {e}", transport.describe())),
+        Handshake::Failed(e) => {
+            Finding::fail(format!("no CONNECT over {}: {e}", transport.describe()))
+        }
     };
     outcome.close().await;
     finding.with(vec![evidence])

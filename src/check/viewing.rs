@@ -21,7 +21,8 @@ pub async fn other_user(ctx: &Context) -> Finding {
 
     // 1. B reads the chat over REST.
     let read = ctx.api.get_chat(&b.cookie_header(), chat_id).await;
-    let read_step = Evidence::step("read A's chat as user B").request(format!("GET /api/chats/{chat}"));
+    let read_step =
+        Evidence::step("read A's chat as user B").request(format!("GET /api/chats/{chat}"));
     let read_allowed = match &read {
         Ok(detail) => {
             evidence.push(read_step.status(200).note(format!(
@@ -50,7 +51,10 @@ pub async fn other_user(ctx: &Context) -> Finding {
     let joined = room_request(ctx, &b_session, b, CLIENT_JOIN_ROOM, &chat).await;
     let mut joined_by_ack = None;
     match joined {
-        Ok(Entered { outcome, evidence: e }) => {
+        Ok(Entered {
+            outcome,
+            evidence: e,
+        }) => {
             evidence.push(e);
             joined_by_ack = outcome;
         }

@@ -62,9 +62,7 @@ pub fn config(args: CheckArgs) -> anyhow::Result<CheckConfig> {
         ("--join-window", args.join_window),
     ] {
         if value.is_zero() || value > MAX_DURATION {
-            return Err(usage(format!(
-                "{flag} must be more than 0 and at most 10m"
-            )));
+            return Err(usage(format!("{flag} must be more than 0 and at most 10m")));
         }
     }
     if args.join_window < MIN_JOIN_WINDOW {
@@ -72,19 +70,23 @@ pub fn config(args: CheckArgs) -> anyhow::Result<CheckConfig> {
     }
     let chat = match &args.chat {
         None => None,
-        Some(text) => Some(ChatId::parse(text.trim()).map_err(|e| {
-            usage(format!("--chat {text:?}: {e}"))
-        })?),
+        Some(text) => {
+            Some(ChatId::parse(text.trim()).map_err(|e| usage(format!("--chat {text:?}: {e}")))?)
+        }
     };
     if let Some(origin) = &args.origin
-        && origin.trim_end_matches('/').eq_ignore_ascii_case(args.foreign_origin.trim_end_matches('/'))
+        && origin
+            .trim_end_matches('/')
+            .eq_ignore_ascii_case(args.foreign_origin.trim_end_matches('/'))
     {
         return Err(usage(
             "--origin and --foreign-origin are the same: the foreign Origin must be one the deployment does not allow",
         ));
     }
     if args.system_message_command.is_some() && chat.is_none() {
-        return Err(usage("--system-message-command needs --chat: the chat it stores a message in"));
+        return Err(usage(
+            "--system-message-command needs --chat: the chat it stores a message in",
+        ));
     }
     let mut config = CheckConfig::new(args.url);
     config.path = args.path;
