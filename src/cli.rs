@@ -563,7 +563,7 @@ pub struct CheckArgs {
     )]
     pub jwt_secret: Option<String>,
     /// An expired access token the deployment signed (instead of --jwt-secret).
-    #[arg(long, value_name = "TOKEN", hide_env_values = true)]
+    #[arg(long, value_name = "TOKEN")]
     pub expired_jwt: Option<String>,
     /// A shell command that makes the deployment store a message in --chat by another way than
     /// the chat REST route (e.g. an order status change); run with SCMARKET_WS_CHECK_CHAT and

@@ -57,7 +57,10 @@ pub async fn system_message(ctx: &Context) -> Finding {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .output();
-    let step = Evidence::step("run --system-message-command").request(format!("sh -c {command:?}"));
+    // The command itself is not shown: it may carry the operator's credentials.
+    let step = Evidence::step("run --system-message-command").request(format!(
+        "sh -c <--system-message-command> with {CHAT_VARIABLE}={chat}"
+    ));
     let output = match tokio::time::timeout(ctx.config.timeout, run).await {
         Ok(Ok(output)) => output,
         Ok(Err(e)) => {

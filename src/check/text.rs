@@ -62,14 +62,16 @@ pub fn render(report: &Report, colour: bool, all_evidence: bool) -> String {
         s.skipped,
         report.duration_ms / 1000.0
     );
-    if !report.settings.post || !report.settings.destructive {
-        let mut off = Vec::new();
-        if !report.settings.post {
-            off.push("--post");
-        }
-        if !report.settings.destructive {
-            off.push("--destructive");
-        }
+    let waiting_for: Vec<&str> = ["--post", "--destructive"]
+        .into_iter()
+        .filter(|flag| {
+            report
+                .checks
+                .iter()
+                .any(|c| c.status == Status::Skipped && c.needs.iter().any(|n| n == flag))
+        })
+        .collect();
+    if !waiting_for.is_empty() {
         let _ = writeln!(
             out,
             "{}",
@@ -77,7 +79,7 @@ pub fn render(report: &Report, colour: bool, all_evidence: bool) -> String {
                 "2",
                 &format!(
                     "safe mode: checks that need {} were skipped",
-                    off.join(" or ")
+                    waiting_for.join(" or ")
                 )
             )
         );
@@ -137,5 +139,93 @@ fn step(out: &mut String, e: &Evidence, paint: &Paint) {
         for line in note.lines() {
             let _ = writeln!(out, "          = {line}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::check::report::{Settings, Summary};
+
+    fn check(id: &str, status: Status, needs: &[&str]) -> CheckResult {
+        CheckResult {
+            id: id.into(),
+            family: id.split('.').next().unwrap_or_default().into(),
+            title: String::new(),
+            defect: (status == Status::Fail).then(|| "no-origin-check".to_string()),
+            status,
+            summary: format!("{id} summary"),
+            needs: needs.iter().map(|n| n.to_string()).collect(),
+            evidence: vec![
+                Evidence::step("a step")
+                    .request("GET /ws/?EIO=4&transport=polling")
+                    .status(400)
+                    .body("{\"code\":3}"),
+            ],
+            measurements: BTreeMap::from([("dropped_at_once".to_string(), 3.0)]),
+            duration_ms: 1.0,
+        }
+    }
+
+    #[test]
+    fn rows_then_evidence_of_failures_only_then_the_summary() {
+        let checks = vec![
+            check("a.pass", Status::Pass, &[]),
+            check("b.fail", Status::Fail, &[]),
+            check("c.skip", Status::Skipped, &["--post"]),
+        ];
+        let report = Report {
+            schema_version: 1,
+            tool: "scmarket-ws test".into(),
+            target: "ws://h/ws/".into(),
+            started_at: "2026-01-02T03:04:05.678Z".into(),
+            duration_ms: 1500.0,
+            settings: Settings {
+                post: false,
+                destructive: true,
+                user_a: true,
+                user_b: false,
+                banned_user: false,
+                chat: None,
+                origin: None,
+                foreign_origin: "https://x.invalid".into(),
+                join_window_ms: 1000.0,
+                wait_ms: 2000.0,
+            },
+            outcome: Outcome::Failed,
+            exit_code: 1,
+            error: None,
+            summary: Summary::of(&checks),
+            checks,
+        };
+        let text = render(&report, false, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "check ws://h/ws/");
+        assert!(
+            lines[1].starts_with("PASS  a.pass  a.pass summary"),
+            "{text}"
+        );
+        assert!(lines[2].starts_with("FAIL  b.fail"), "{text}");
+        assert!(
+            text.contains("production defect: no-origin-check"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("< HTTP 400").count(),
+            1,
+            "only the failure's evidence: {text}"
+        );
+        assert!(text.contains("3 checks: 1 passed, 1 failed, 0 warnings, 1 skipped (1.5 s)"));
+        assert!(
+            text.contains("safe mode: checks that need --post were skipped"),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with("result: failed (exit 1)"));
+        assert!(!text.contains('\x1b'));
+        let all = render(&report, true, true);
+        assert_eq!(all.matches("< HTTP 400").count(), 3);
+        assert!(all.contains("\x1b[31mFAIL\x1b[0m"));
     }
 }
