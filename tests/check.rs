@@ -18,6 +18,13 @@ use serde_json::Value;
 /// The web client's dev origin: `serve --dev` allows it; the twin is started with it.
 const ALLOWED_ORIGIN: &str = "http://localhost:5173";
 
+/// How late the twin registers its listeners where `late-listeners` is present. Production's
+/// (and the twin's default) 5-50 ms is shorter than this client's own delay between receiving
+/// CONNECT and sending on a loaded 2-core CI machine running the suite in parallel; then a
+/// request "right after CONNECT" is not early any more and the defect cannot show. 100-150 ms
+/// keeps it unambiguous; the check and its verdict are the same.
+const LISTENER_DELAY: [&str; 2] = ["--listener-delay", "100-150"];
+
 /// A session cookie of a banned account: log in, then ban (both servers' dev routes).
 async fn banned_cookie(base: &str) -> String {
     let login = dev_login(base, "mallory").await;
@@ -169,7 +176,12 @@ async fn against_serve_every_check_passes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn against_the_twin_each_defect_is_found_by_its_check_and_nothing_else_fails() {
-    let twin = ProductionTwin::start(&["--allowed-origin", ALLOWED_ORIGIN]);
+    let twin = ProductionTwin::start(&[
+        "--allowed-origin",
+        ALLOWED_ORIGIN,
+        LISTENER_DELAY[0],
+        LISTENER_DELAY[1],
+    ]);
     let args = full_run(&twin.url(), "twin").await;
     let run = run(&args).await;
     let expected = |id: &str| {
@@ -200,8 +212,8 @@ async fn against_the_twin_each_defect_is_found_by_its_check_and_nothing_else_fai
     assert_eq!(run.code, 1);
     assert_eq!(run.report["outcome"], "failed");
     assert_eq!(run.report["summary"]["fail"], DEFECTS.len());
-    // The measurement the late-listener check reports: the twin registers its listeners 5 to
-    // 50 ms after CONNECT, so requests at once are dropped and later ones honoured.
+    // The measurement the late-listener check reports: the twin registers its listeners 100
+    // to 150 ms after CONNECT, so requests at once are dropped and later ones honoured.
     let late = run.report["checks"]
         .as_array()
         .unwrap()
@@ -213,7 +225,7 @@ async fn against_the_twin_each_defect_is_found_by_its_check_and_nothing_else_fai
         "{late}"
     );
     let honoured = late["measurements"]["honoured_after_ms"].as_f64().unwrap();
-    assert!((5.0..=250.0).contains(&honoured), "{late}");
+    assert!((100.0..=250.0).contains(&honoured), "{late}");
     assert_matches_schema(&run.report);
 }
 
@@ -222,6 +234,9 @@ async fn only_this_defect_fails_its_check(defect: &str) {
     let mut twin_args = vec!["--allowed-origin", ALLOWED_ORIGIN];
     for other in DEFECTS.iter().filter(|d| **d != defect) {
         twin_args.extend(["--fix", other]);
+    }
+    if defect == "late-listeners" {
+        twin_args.extend(LISTENER_DELAY);
     }
     let twin = ProductionTwin::start(&twin_args);
     let args = full_run(&twin.url(), "twin").await;
@@ -474,4 +489,37 @@ fn the_readme_lists_every_check() {
             check.id
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_b_in_the_chat_is_a_warning_not_a_verdict() {
+    let server = common::start_dev_server().await;
+    let args: Vec<String> = [
+        "check",
+        &server.http_url(),
+        "--login",
+        "alice",
+        "--other-login",
+        "bob",
+        "--chat",
+        DIRECT_CHAT,
+        "--only",
+        "viewing.other-user",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let run = run(&args).await;
+    let checks = run.report["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1, "--only runs that check alone");
+    assert_eq!(checks[0]["status"], "warning", "{}", checks[0]);
+    assert!(
+        checks[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("takes part in this chat")
+    );
+    assert_eq!(run.code, 0);
+    server.shutdown().await;
 }

@@ -23,6 +23,20 @@ pub async fn other_user(ctx: &Context) -> Finding {
     let read = ctx.api.get_chat(&b.cookie_header(), chat_id).await;
     let read_step =
         Evidence::step("read A's chat as user B").request(format!("GET /api/chats/{chat}"));
+    if let (Ok(detail), Some(name)) = (&read, &b.username)
+        && detail.chat.participants.contains(name)
+    {
+        evidence.push(
+            read_step
+                .status(200)
+                .note(format!("{name} is a participant")),
+        );
+        return Finding::warning(format!(
+            "user B ({name}) takes part in this chat, so the viewing rule cannot be checked: give a user B who is not in --chat"
+        ))
+        .with(evidence)
+        .needing(&[NEEDS_B]);
+    }
     let read_allowed = match &read {
         Ok(detail) => {
             evidence.push(read_step.status(200).note(format!(
