@@ -523,3 +523,28 @@ async fn a_user_b_in_the_chat_is_a_warning_not_a_verdict() {
     assert_eq!(run.code, 0);
     server.shutdown().await;
 }
+
+#[test]
+fn the_readme_documents_every_flag_of_check() {
+    use clap::CommandFactory;
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme
+        .split("## `check`")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a check section in README.md");
+    let cli = scmarket_ws::cli::Cli::command();
+    let check = cli.find_subcommand("check").expect("check command");
+    for arg in check.get_arguments() {
+        if let Some(long) = arg.get_long() {
+            if ["help", "verbose", "quiet"].contains(&long) {
+                continue;
+            }
+            assert!(
+                section.contains(&format!("--{long}")),
+                "README's check section does not document --{long}"
+            );
+        }
+    }
+}
