@@ -548,3 +548,42 @@ fn the_readme_documents_every_flag_of_check() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_or_chatty_system_message_command_is_a_warning() {
+    let server = common::start_dev_server().await;
+    for (command, says) in [
+        ("echo cannot reach staging >&2; exit 3", "the command failed"),
+        // 10 MB of output and no message: read and dropped past a cap, never kept.
+        ("head -c 10000000 /dev/zero | tr '\\0' x", "stored no new message"),
+    ] {
+        let args: Vec<String> = [
+            "check",
+            &server.http_url(),
+            "--login",
+            "alice",
+            "--chat",
+            DIRECT_CHAT,
+            "--only",
+            "delivery.system-message",
+            "--system-message-command",
+            command,
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let run = run(&args).await;
+        let check = &run.report["checks"][0];
+        assert_eq!(check["status"], "warning", "{command}: {check}");
+        assert!(check["summary"].as_str().unwrap().contains(says), "{check}");
+        assert!(
+            !run.report.to_string().contains(command),
+            "the command is never shown: {check}"
+        );
+        let shown = check["evidence"][1]["body"].as_str().unwrap_or_default();
+        assert!(shown.chars().count() <= 300, "{shown}");
+        assert_eq!(run.code, 0);
+    }
+    server.shutdown().await;
+}

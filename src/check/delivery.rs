@@ -47,21 +47,16 @@ pub async fn system_message(ctx: &Context) -> Finding {
         Err(e) => return Finding::fail(format!("the session failed: {e}")),
     }
 
-    let run = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .env(CHAT_VARIABLE, &chat)
-        .env(URL_VARIABLE, ctx.api_base())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
     // The command itself is not shown: it may carry the operator's credentials.
     let step = Evidence::step("run --system-message-command").request(format!(
         "sh -c <--system-message-command> with {CHAT_VARIABLE}={chat}"
     ));
-    let output = match tokio::time::timeout(ctx.config.timeout, run).await {
+    let output = match tokio::time::timeout(
+        ctx.config.timeout,
+        run_command(command, &chat, &ctx.api_base()),
+    )
+    .await
+    {
         Ok(Ok(output)) => output,
         Ok(Err(e)) => {
             session.disconnect().await;
@@ -77,9 +72,7 @@ pub async fn system_message(ctx: &Context) -> Finding {
         }
     };
     let mut step = step.note(output.status.to_string());
-    let out = String::from_utf8_lossy(&output.stdout);
-    let err = String::from_utf8_lossy(&output.stderr);
-    step.body = Some(excerpt(&format!("{out}{err}")));
+    step.body = Some(excerpt(&output.text));
     evidence.push(step);
     if !output.status.success() {
         session.disconnect().await;
@@ -134,6 +127,53 @@ pub async fn system_message(ctx: &Context) -> Finding {
         ))
     };
     finding.with(evidence)
+}
+
+/// What the command did: its exit status and the start of what it printed.
+struct CommandOutput {
+    status: std::process::ExitStatus,
+    text: String,
+}
+
+/// Output kept from the command; the rest is read and dropped, so a chatty command neither
+/// fills memory nor blocks on a full pipe.
+const OUTPUT_CAP: usize = 16 * 1024;
+
+async fn run_command(command: &str, chat: &str, url: &str) -> std::io::Result<CommandOutput> {
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env(CHAT_VARIABLE, chat)
+        .env(URL_VARIABLE, url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let (out, err, status) = tokio::join!(read_capped(stdout), read_capped(stderr), child.wait());
+    Ok(CommandOutput {
+        status: status?,
+        text: format!("{out}{err}"),
+    })
+}
+
+async fn read_capped(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> String {
+    use tokio::io::AsyncReadExt;
+    let Some(mut pipe) = pipe else {
+        return String::new();
+    };
+    let mut kept = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = pipe.read(&mut buffer).await {
+        if n == 0 {
+            break;
+        }
+        let room = OUTPUT_CAP.saturating_sub(kept.len());
+        kept.extend_from_slice(&buffer[..n.min(room)]);
+    }
+    String::from_utf8_lossy(&kept).into_owned()
 }
 
 /// Every `serverMessage` argument that arrives within `within`.

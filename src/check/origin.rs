@@ -90,7 +90,7 @@ pub async fn cors_credentials(ctx: &Context) -> Finding {
             );
         }
     }
-    let body = response.text().await.unwrap_or_default();
+    let body = read_capped(response).await;
     close_polling_session(ctx, &body, origin, a).await;
     evidence.status = Some(status);
     evidence.headers = headers.clone();
@@ -177,4 +177,21 @@ async fn close_polling_session(ctx: &Context, body: &str, origin: &str, a: &supe
             .send()
             .await;
     }
+}
+
+/// Bodies read from a target are kept to this many bytes: an open packet is a few hundred, and
+/// a hostile or broken server must not fill memory.
+const BODY_CAP: usize = 64 * 1024;
+
+/// The start of a body, at most [`BODY_CAP`] bytes; the rest is not read.
+async fn read_capped(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = BODY_CAP - bytes.len();
+        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if bytes.len() >= BODY_CAP {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
