@@ -39,9 +39,10 @@ pub async fn other_user(ctx: &Context) -> Finding {
     }
     let read_allowed = match &read {
         Ok(detail) => {
+            let n = detail.messages.len();
             evidence.push(read_step.status(200).note(format!(
-                "answered the chat with {} messages",
-                detail.messages.len()
+                "answered the chat with {n} message{}",
+                if n == 1 { "" } else { "s" }
             )));
             true
         }
