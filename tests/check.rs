@@ -553,9 +553,15 @@ fn the_readme_documents_every_flag_of_check() {
 async fn a_failing_or_chatty_system_message_command_is_a_warning() {
     let server = common::start_dev_server().await;
     for (command, says) in [
-        ("echo cannot reach staging >&2; exit 3", "the command failed"),
+        (
+            "echo cannot reach staging >&2; exit 3",
+            "the command failed",
+        ),
         // 10 MB of output and no message: read and dropped past a cap, never kept.
-        ("head -c 10000000 /dev/zero | tr '\\0' x", "stored no new message"),
+        (
+            "head -c 10000000 /dev/zero | tr '\\0' x",
+            "stored no new message",
+        ),
     ] {
         let args: Vec<String> = [
             "check",
@@ -586,4 +592,21 @@ async fn a_failing_or_chatty_system_message_command_is_a_warning() {
         assert_eq!(run.code, 0);
     }
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_target_that_never_answers_exits_5() {
+    // The kernel accepts connections into the backlog; nobody ever answers them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let args: Vec<String> = ["check", &url, "--timeout", "500ms", "--json"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let started = std::time::Instant::now();
+    let run = run(&args).await;
+    assert_eq!(run.code, 5, "{}", run.report);
+    assert_eq!(run.report["outcome"], "timed_out");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    drop(silent);
 }
