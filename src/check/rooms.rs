@@ -60,15 +60,22 @@ pub async fn land_with_ack(
     let mut next_send = start;
     loop {
         let now = Instant::now();
-        if now >= next_send && (now < end || sent_at.is_empty()) {
-            let index = sent_at.len();
-            sent_at.push(now - start);
-            let handle = handle.clone();
-            let event = event.to_string();
-            let args: Vec<Value> = arg.clone().into_iter().collect();
-            let wait = end.saturating_duration_since(now) + step;
-            pending.push(async move { (index, handle.emit_with_ack(&event, args, wait).await) });
-            next_send += step;
+        if now >= next_send {
+            if now < end || sent_at.is_empty() {
+                let index = sent_at.len();
+                sent_at.push(now - start);
+                let handle = handle.clone();
+                let event = event.to_string();
+                let args: Vec<Value> = arg.clone().into_iter().collect();
+                let wait = end.saturating_duration_since(now) + step;
+                pending
+                    .push(async move { (index, handle.emit_with_ack(&event, args, wait).await) });
+                // From now, not from the schedule: a late wake-up sends one request, not a burst.
+                next_send = now + step;
+            } else {
+                // The window is over: only answers are waited for.
+                next_send = end;
+            }
         }
         let more_to_send = next_send < end;
         tokio::select! {
