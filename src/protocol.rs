@@ -48,7 +48,7 @@ pub const HANDSHAKE_REFUSAL_BODY: &str = r#"{"code":3,"message":"Bad request"}"#
 
 /// A chat id as the contract means it: a UUID, always compared and used as a room name in its
 /// lowercase hyphenated form. Production lets `ABC…` through the database lookup and then joins
-/// a room that never receives messages (defect 4); parsing through this type prevents that.
+/// a room that never receives messages (`case-sensitive-rooms` in ARCHITECTURE.md); parsing through this type prevents that.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChatId(pub Uuid);
 
