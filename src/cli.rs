@@ -56,6 +56,9 @@ pub enum Command {
     LoadTest(LoadTestArgs),
     /// Show, merge and compare saved load-test reports.
     Report(ReportArgs),
+    /// Audit a deployment's realtime layer: named checks of refusals, Origin, joins, payload
+    /// and known production defects (exit 0: nothing fails, 1: a check fails).
+    Check(CheckArgs),
 }
 
 use crate::duration::parse as parse_duration;
@@ -468,6 +471,127 @@ pub enum ReportCommand {
         #[arg(long, value_name = "PERCENT", default_value = "10%", value_parser = parse_percent)]
         max_regression: f64,
     },
+}
+
+const CHECK_EXIT_CODES: &str = "\
+Exit codes:
+  0  no check failed (warnings and skipped checks do not fail)
+  1  a check failed
+  2  bad usage: a flag that cannot be used, an unknown check id, a dev login on a server
+     without the dev routes
+  3  refused: the server refused user A's or B's credentials, so nothing could be checked
+  4  cannot connect: the URL cannot be reached (connection refused, DNS, TLS)
+  5  timed out: the URL did not answer in time";
+
+/// `check URL`: the flags of a deployment audit (README, "check").
+#[derive(Debug, Clone, Args)]
+#[command(after_help = CHECK_EXIT_CODES)]
+pub struct CheckArgs {
+    /// The deployment: http://, https://, ws:// or wss://HOST[:PORT][/PATH]. The engine path is
+    /// /ws unless the URL or --path names another.
+    pub url: String,
+    /// Engine.IO request path.
+    #[arg(long)]
+    pub path: Option<String>,
+    /// User A's cookie, NAME=VALUE (repeatable; several may be joined with ';').
+    #[arg(
+        long = "cookie",
+        value_name = "NAME=VALUE",
+        env = "SCMARKET_WS_COOKIE",
+        hide_env_values = true
+    )]
+    pub cookies: Vec<String>,
+    /// User A's access token, sent as the scmarket.access cookie.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SCMARKET_WS_JWT",
+        hide_env_values = true
+    )]
+    pub jwt: Option<String>,
+    /// Log in as user A through POST /api/dev/login (serve --dev only).
+    #[arg(long, value_name = "USERNAME")]
+    pub login: Option<String>,
+    /// User B's cookie (B takes no part in A's chat), NAME=VALUE (repeatable).
+    #[arg(
+        long = "other-cookie",
+        value_name = "NAME=VALUE",
+        env = "SCMARKET_WS_OTHER_COOKIE",
+        hide_env_values = true
+    )]
+    pub other_cookies: Vec<String>,
+    /// User B's access token.
+    #[arg(
+        long = "other-jwt",
+        value_name = "TOKEN",
+        env = "SCMARKET_WS_OTHER_JWT",
+        hide_env_values = true
+    )]
+    pub other_jwt: Option<String>,
+    /// Log in as user B through POST /api/dev/login (serve --dev only).
+    #[arg(long = "other-login", value_name = "USERNAME")]
+    pub other_login: Option<String>,
+    /// A session cookie of a banned account (NAME=VALUE), which the handshake must refuse.
+    #[arg(
+        long = "banned-cookie",
+        value_name = "NAME=VALUE",
+        env = "SCMARKET_WS_BANNED_COOKIE",
+        hide_env_values = true
+    )]
+    pub banned_cookie: Option<String>,
+    /// A chat user A takes part in (for the viewing rule, a direct chat B is not in).
+    #[arg(long, value_name = "CHAT_ID")]
+    pub chat: Option<String>,
+    /// An Origin the deployment allows (its web client's), for the CORS check.
+    #[arg(long, value_name = "ORIGIN")]
+    pub origin: Option<String>,
+    /// The Origin sent as a hostile page's.
+    #[arg(long, value_name = "ORIGIN", default_value = crate::check::config::DEFAULT_FOREIGN_ORIGIN)]
+    pub foreign_origin: String,
+    /// Allow posting messages (marked "scmarket-ws check ...") to the chat, as user A and B.
+    #[arg(long)]
+    pub post: bool,
+    /// Allow requests that crash a server with production's crash-on-null-join defect.
+    #[arg(long)]
+    pub destructive: bool,
+    /// The secret that signs the deployment's access tokens, to make an expired one.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SCMARKET_WS_JWT_SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// An expired access token the deployment signed (instead of --jwt-secret).
+    #[arg(long, value_name = "TOKEN")]
+    pub expired_jwt: Option<String>,
+    /// A shell command that makes the deployment store a message in --chat by another way than
+    /// the chat REST route (e.g. an order status change); run with SCMARKET_WS_CHECK_CHAT and
+    /// SCMARKET_WS_CHECK_URL set.
+    #[arg(long, value_name = "COMMAND")]
+    pub system_message_command: Option<String>,
+    /// Time allowed for one connect or one HTTP request (also the command's), up to 10m.
+    #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
+    pub timeout: Duration,
+    /// How long a message is waited for, or its absence watched, up to 10m.
+    #[arg(long, value_parser = parse_duration, default_value = "2s", value_name = "DURATION")]
+    pub wait: Duration,
+    /// How long room requests are repeated after CONNECT, so a server that registers its
+    /// listeners late still hears one (50ms to 10m).
+    #[arg(long, value_parser = parse_duration, default_value = "1s", value_name = "DURATION")]
+    pub join_window: Duration,
+    /// Run only this check (repeatable; ids as in the README's list).
+    #[arg(long = "only", value_name = "CHECK")]
+    pub only: Vec<String>,
+    /// Leave this check out (repeatable), e.g. a known defect accepted for now.
+    #[arg(long = "skip", value_name = "CHECK")]
+    pub skip: Vec<String>,
+    /// Print the report as one JSON document (docs/CHECK_SCHEMA.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Show the evidence of every check, not only of failures and warnings.
+    #[arg(long)]
+    pub evidence: bool,
 }
 
 /// Parse a time-series interval: a duration of whole milliseconds from 100ms to 1h.

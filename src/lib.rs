@@ -4,6 +4,7 @@
 //! lives in this library so integration tests can start the same server and clients in-process.
 
 pub mod apidoc;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod commands;

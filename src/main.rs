@@ -58,6 +58,7 @@ async fn run(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
         Command::Spec(args) => commands::spec::run(args),
         Command::LoadTest(args) => commands::load_test::run(args, !quiet).await,
         Command::Report(args) => commands::report::run(args),
+        Command::Check(args) => commands::check::run(args).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! One file per command: arguments in, library call, output, exit code. Nothing below this
 //! layer (client, server, loadtest, apidoc, store) sees the command line.
 
+pub mod check;
 pub mod client_setup;
 pub mod connect;
 pub mod join;
