@@ -271,10 +271,34 @@ pub struct JoinArgs {
     /// Leave the rooms instead of joining them.
     #[arg(long)]
     pub leave: bool,
-    /// How long to wait for the server's acknowledgement of each request. Production never
+    #[command(flatten)]
+    pub room: RoomArgs,
+}
+
+/// How room requests are sent: shared by `join` and `listen`.
+#[derive(Debug, Clone, Args)]
+pub struct RoomArgs {
+    /// How long to wait for the server's acknowledgement after the last send. Production never
     /// acknowledges; the reference server does.
     #[arg(long, value_parser = parse_duration, default_value = "2s", value_name = "DURATION")]
     pub ack_wait: Duration,
+    /// Send an unacknowledged room request again at 25 ms, 50 ms, 100 ms... after the first,
+    /// up to this long, until one is acknowledged: a server that registers its listeners late
+    /// (production) drops the first ones. 0 sends once.
+    #[arg(long, value_parser = parse_duration, default_value = "1600ms", value_name = "DURATION")]
+    pub resend_until: Duration,
+    /// Send chat ids lower-cased. Without it they are sent as typed, and an id that is not
+    /// lower-case gets a warning: production joins the room named exactly as sent, which
+    /// never receives messages.
+    #[arg(long)]
+    pub normalize_ids: bool,
+}
+
+impl RoomArgs {
+    /// The resend schedule these flags ask for.
+    pub fn resend(&self) -> crate::client::rooms::Resend {
+        crate::client::rooms::Resend::doubling(Duration::from_millis(25), self.resend_until)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -306,9 +330,8 @@ pub struct ListenArgs {
     /// Reconnect attempts in a row before giving up (0: never give up).
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub reconnect_attempts: u32,
-    /// How long to wait for the acknowledgement of each room join.
-    #[arg(long, value_parser = parse_duration, default_value = "2s", value_name = "DURATION")]
-    pub ack_wait: Duration,
+    #[command(flatten)]
+    pub room: RoomArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -308,14 +308,34 @@ async fn join_reports_each_room_with_the_reason() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.starts_with("left"), "{}", out.stdout);
 
-    // The uppercase form of an id is the same room.
+    // An upper-case id is sent as typed (serve joins the same room; production would not),
+    // with a warning; --normalize-ids sends it lower-cased, without one.
     let upper = ORDER_CHAT.to_uppercase();
     let out = run(&["join", &url, "--login", "alice", "--json", &upper]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json_lines(&out.stdout)[0]["rooms"][0]["chat_id"], upper);
+    assert_eq!(json_lines(&out.stdout)[0]["rooms"][0]["result"], "joined");
+    assert!(
+        out.stderr.contains("is not lower-case") && out.stderr.contains("--normalize-ids"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&[
+        "join",
+        &url,
+        "--login",
+        "alice",
+        "--json",
+        "--normalize-ids",
+        &upper,
+    ])
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         json_lines(&out.stdout)[0]["rooms"][0]["chat_id"],
         ORDER_CHAT
     );
+    assert!(!out.stderr.contains("lower-case"), "{}", out.stderr);
     server.shutdown().await;
 }
 

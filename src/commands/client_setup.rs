@@ -73,12 +73,28 @@ pub(crate) async fn options(args: &ClientArgs) -> anyhow::Result<ConnectOptions>
     Ok(options)
 }
 
-pub(crate) fn parse_chat_ids(ids: &[String]) -> anyhow::Result<Vec<ChatId>> {
+/// Chat ids as the server will get them: checked to be UUIDs, sent as typed unless
+/// `normalize` lower-cases them. An id that is not lower-case gets a warning, since production
+/// names its rooms by the lower-case id and joins the room named as sent (`case-sensitive-rooms`).
+pub(crate) fn chat_ids(ids: &[String], normalize: bool) -> anyhow::Result<Vec<String>> {
     ids.iter()
         .map(|id| {
-            ChatId::parse(id.trim()).map_err(|e| {
+            let typed = id.trim();
+            let chat = ChatId::parse(typed).map_err(|e| {
                 anyhow::Error::from(CommandError::usage(format!("chat id {id:?}: {e}")))
-            })
+            })?;
+            let canonical = chat.to_string();
+            if normalize {
+                return Ok(canonical);
+            }
+            if typed != canonical {
+                tracing::warn!(
+                    "chat id {typed} is not lower-case; it is sent as typed, and production would \
+                     join a room of that name, which never receives messages (its rooms are \
+                     named by the lower-case id): pass --normalize-ids to send {canonical}"
+                );
+            }
+            Ok(typed.to_string())
         })
         .collect()
 }

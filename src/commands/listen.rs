@@ -1,14 +1,14 @@
 //! `listen URL`: stream events as they arrive, reconnecting (and rejoining rooms) on drops.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::client_setup::{client_failure, options, parse_chat_ids};
+use super::client_setup::{chat_ids, client_failure, options};
 use super::output::{Style, cut, emit_line, local_clock, rfc3339};
-use crate::cli::ListenArgs;
+use crate::cli::{ListenArgs, RoomArgs};
 use crate::client::backoff::Backoff;
-use crate::client::rooms::{self, RoomAction, RoomOutcome};
+use crate::client::rooms::{self, Landing, RoomAction, RoomOutcome};
 use crate::client::{ClientError, ConnectOptions, ErrorClass, Event, Session, SessionEvent};
 use crate::exit::{CommandError, ExitCode};
 use crate::protocol::ChatId;
@@ -28,7 +28,7 @@ enum End {
 }
 
 pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
-    let rooms = parse_chat_ids(&args.rooms)?;
+    let rooms = chat_ids(&args.rooms, args.room.normalize_ids)?;
     let mut options = options(&args.client).await?;
     let target = options.display_target();
     let printer = Printer::new(args.client.json);
@@ -50,7 +50,8 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
         "listening on {target} over {} (Ctrl-C to stop)",
         session.info().transport.describe()
     );
-    join_rooms(&session, &rooms, args.ack_wait, false).await;
+    let mut again = false;
+    let mut joins = Joins::start(&session, &rooms, &args.room, again);
 
     loop {
         let end = loop {
@@ -60,6 +61,9 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
                         if let Some(id) = e.ack_id {
                             // Nobody else can answer; a server waiting on it would time out.
                             let _ = session.ack(id, Vec::new());
+                        }
+                        if let Some(chat) = message_chat(&e) {
+                            joins.confirmed(chat, again);
                         }
                         if !args.events.is_empty() && !args.events.contains(&e.name) {
                             stats.skipped += 1;
@@ -81,6 +85,7 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
                 _ = &mut ctrl_c => break End::Finished,
             }
         };
+        joins.stop();
         let reason = match end {
             End::Finished => {
                 session.disconnect().await;
@@ -132,7 +137,8 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
             backoff.attempts()
         );
         backoff.reset();
-        join_rooms(&session, &rooms, args.ack_wait, true).await;
+        again = true;
+        joins = Joins::start(&session, &rooms, &args.room, again);
     }
 }
 
@@ -190,6 +196,14 @@ async fn reconnect(
     }
 }
 
+/// The chat a `serverMessage` belongs to.
+fn message_chat(e: &Event) -> Option<&str> {
+    if e.name != crate::protocol::SERVER_MESSAGE {
+        return None;
+    }
+    e.args.first()?.get("chat_id")?.as_str()
+}
+
 async fn until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -199,15 +213,24 @@ async fn until(deadline: Option<Instant>) {
 
 fn duration_over(args: &ListenArgs, stats: &Stats) -> anyhow::Result<ExitCode> {
     match args.count {
-        Some(n) if stats.shown < n => Err(CommandError::new(
-            ExitCode::TimedOut,
-            format!(
-                "only {} of the {n} expected events arrived within {:?}\n  try: check that this user takes part in the chats (or pass --room), or raise --duration",
-                stats.shown,
-                args.duration.unwrap_or_default()
-            ),
-        )
-        .into()),
+        Some(n) if stats.shown < n => {
+            let try_next = if args.rooms.is_empty() {
+                "check that this user takes part in the chats (or pass --room), or raise --duration"
+            } else if args.events.is_empty() {
+                "check that messages are posted to the --room chats while listening, that this user may view them, and that the ids are lower-case; or raise --duration"
+            } else {
+                "check --event (other events were counted as skipped), that messages are posted to the --room chats while listening, or raise --duration"
+            };
+            Err(CommandError::new(
+                ExitCode::TimedOut,
+                format!(
+                    "only {} of the {n} expected events arrived within {:?}\n  try: {try_next}",
+                    stats.shown,
+                    args.duration.unwrap_or_default()
+                ),
+            )
+            .into())
+        }
         _ => Ok(ExitCode::Ok),
     }
 }
@@ -226,27 +249,83 @@ fn summary(stats: &Stats, started: Instant) {
     );
 }
 
-async fn join_rooms(session: &Session, rooms: &[ChatId], ack_wait: Duration, again: bool) {
-    if rooms.is_empty() {
-        return;
+/// The joins of one session, landing in the background while events are read: each is sent
+/// again on the resend schedule until acknowledged (or a message from its room shows it is in),
+/// since a server that registers its listeners late drops the first ones.
+struct Joins {
+    tasks: Vec<(String, tokio::task::JoinHandle<()>)>,
+}
+
+impl Joins {
+    fn start(session: &Session, rooms: &[String], args: &RoomArgs, again: bool) -> Joins {
+        let resend = args.resend();
+        let tasks = rooms
+            .iter()
+            .map(|room| {
+                let handle = session.handle().clone();
+                let (room_name, resend, ack_wait) = (room.clone(), resend.clone(), args.ack_wait);
+                let task = tokio::spawn(async move {
+                    let landing =
+                        rooms::land(&handle, RoomAction::Join, &room_name, &resend, ack_wait).await;
+                    report_join(&room_name, landing, again);
+                });
+                (room.clone(), task)
+            })
+            .collect();
+        Joins { tasks }
     }
-    let verb = if again { "rejoined" } else { "joined" };
-    match rooms::request_all(session.handle(), RoomAction::Join, rooms, ack_wait).await {
-        Ok(outcomes) => {
-            for (room, outcome) in rooms.iter().zip(outcomes) {
-                match outcome {
-                    RoomOutcome::Done => eprintln!("{verb} room {room}"),
-                    RoomOutcome::Refused(reason) => {
-                        eprintln!("warning: the server refused room {room}: {reason}")
-                    }
-                    RoomOutcome::Unconfirmed => eprintln!(
-                        "{} room {room} requested; the server gives no confirmation",
-                        if again { "rejoin of" } else { "join of" }
-                    ),
-                }
+
+    /// A message from `chat_id` arrived: a join of that room still being sent is in.
+    fn confirmed(&mut self, chat_id: &str, again: bool) {
+        self.tasks.retain(|(room, task)| {
+            if task.is_finished() {
+                return false;
             }
+            if !room.eq_ignore_ascii_case(chat_id) {
+                return true;
+            }
+            task.abort();
+            let verb = if again { "rejoined" } else { "joined" };
+            eprintln!("{verb} room {room} (a message from it arrived; the server gives no other confirmation)");
+            false
+        });
+    }
+
+    fn stop(&mut self) {
+        for (_, task) in self.tasks.drain(..) {
+            task.abort();
         }
-        Err(e) => eprintln!("warning: could not send the room requests: {e}"),
+    }
+}
+
+impl Drop for Joins {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn report_join(room: &str, landing: Result<Landing, ClientError>, again: bool) {
+    let verb = if again { "rejoined" } else { "joined" };
+    match landing {
+        Ok(Landing {
+            outcome: RoomOutcome::Done,
+            sends,
+        }) => match sends {
+            1 => eprintln!("{verb} room {room}"),
+            n => eprintln!("{verb} room {room} (answered after {n} sends)"),
+        },
+        Ok(Landing {
+            outcome: RoomOutcome::Refused(reason),
+            ..
+        }) => eprintln!("warning: the server refused room {room}: {reason}"),
+        Ok(Landing {
+            outcome: RoomOutcome::Unconfirmed,
+            sends,
+        }) => eprintln!(
+            "{} room {room} sent {sends} time(s); the server gives no confirmation",
+            if again { "rejoin of" } else { "join of" }
+        ),
+        Err(e) => eprintln!("warning: could not send the join of room {room}: {e}"),
     }
 }
 
