@@ -61,6 +61,22 @@ pub enum Command {
     Check(CheckArgs),
 }
 
+impl Command {
+    /// Whether the command was asked for JSON output, so its failure is printed as JSON too.
+    pub fn json_output(&self) -> bool {
+        match self {
+            Command::Connect(a) => a.client.json,
+            Command::Join(a) => a.client.json,
+            Command::Listen(a) => a.client.json,
+            Command::Check(a) => a.json,
+            Command::Report(ReportArgs {
+                command: ReportCommand::Show { json, .. },
+            }) => *json,
+            _ => false,
+        }
+    }
+}
+
 use crate::duration::parse as parse_duration;
 
 /// Where the store lives and which secrets sign its cookies: shared by `serve` and `session`.

@@ -19,10 +19,12 @@ pub(crate) fn client_failure(error: ClientError, doing: &str) -> anyhow::Error {
     };
     let mut message = format!("{doing}: {error}");
     if let Some(hint) = error.hint() {
-        message.push_str("\n  try: ");
+        message.push_str(crate::exit::HINT_MARK);
         message.push_str(hint);
     }
-    CommandError::new(code, message).into()
+    CommandError::new(code, message)
+        .with_status(error.http_status())
+        .into()
 }
 
 /// Build the connect options from the shared flags, logging in first with `--login`.
