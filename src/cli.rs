@@ -59,6 +59,19 @@ pub enum Command {
     /// Audit a deployment's realtime layer: named checks of refusals, Origin, joins, payload
     /// and known production defects (exit 0: nothing fails, 1: a check fails).
     Check(CheckArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) on stdout.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Install, e.g.:
+  scmarket-ws completions bash > ~/.local/share/bash-completion/completions/scmarket-ws
+  scmarket-ws completions zsh > ~/.zfunc/_scmarket-ws      # with fpath+=(~/.zfunc) before compinit
+  scmarket-ws completions fish > ~/.config/fish/completions/scmarket-ws.fish")]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 impl Command {

@@ -68,6 +68,7 @@ async fn run(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
         Command::LoadTest(args) => commands::load_test::run(args, !quiet).await,
         Command::Report(args) => commands::report::run(args),
         Command::Check(args) => commands::check::run(args).await,
+        Command::Completions(args) => commands::completions::run(&args).map(|_| ExitCode::Ok),
     }
 }
 
