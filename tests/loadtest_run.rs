@@ -589,3 +589,60 @@ thresholds:
     // 8 sessions, 80 posts to one room: each session counts from its first message on.
     assert!(received >= 200, "joins landed: {report}");
 }
+
+/// `setup.users: none`: sessions without credentials against a server that needs none; and
+/// without `setup`, a URL target without dev helpers gets an error that says how to give users.
+#[test]
+fn sessions_without_credentials_and_a_target_without_dev_login() {
+    let (mut node, url) = start_lossy_server();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("none.yaml");
+    let scenario = |setup: &str| {
+        format!(
+            r#"
+name: no-credentials
+target: embedded
+{setup}
+phases:
+  - {{ duration: 1s, vus: 2 }}
+scenarios:
+  - name: all
+    steps:
+      - connect
+      - emit: {{ event: clientJoinRoom, data: {{ chat_id: "5c0000c4-0000-4000-8000-0000000000aa" }} }}
+      - loop:
+          count: 5
+          steps:
+            - post_message: {{ chat_id: "5c0000c4-0000-4000-8000-0000000000aa", content: "hi {{{{nonce}}}}" }}
+            - think: 100ms
+      - disconnect
+thresholds:
+  - "sessions.failed == 0"
+  - "errors.total == 0"
+  - "delivery.completeness >= 100%"
+"#
+        )
+    };
+    std::fs::write(
+        &file,
+        scenario("setup:\n  users: none\n  rooms: [\"5c0000c4-0000-4000-8000-0000000000aa\"]"),
+    )
+    .unwrap();
+    let path = file.display().to_string();
+    let (code, report, _, stderr) = load_test(&[&path, "--target", &url]);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert!(
+        report["delivery"]["received"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+
+    std::fs::write(&file, scenario("")).unwrap();
+    let (code, _, _, stderr) = load_test(&[&path, "--target", &url]);
+    let _ = node.kill();
+    let _ = node.wait();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("setup.sessions_file") && stderr.contains("setup.users: none"),
+        "{stderr}"
+    );
+}
