@@ -277,6 +277,11 @@ pub struct ClientArgs {
     /// Print JSON (NDJSON for streams) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The most the server may send at once (a websocket message, a polling answer), in bytes;
+    /// a smaller maxPayload announced by the server lowers it. More ends the session with an
+    /// error instead of taking the memory.
+    #[arg(long, default_value_t = protocol::DEFAULT_MAX_PAYLOAD, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_payload: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -33,6 +33,7 @@ pub(crate) async fn options(args: &ClientArgs) -> anyhow::Result<ConnectOptions>
     let mut options = ConnectOptions::new(&args.url, args.path.as_deref()).map_err(usage)?;
     options.transport = args.transport;
     options.timeout = args.timeout;
+    options.max_payload = Some(args.max_payload);
     for cookie in &args.cookies {
         options.add_cookies(cookie).map_err(usage)?;
     }
