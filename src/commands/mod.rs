@@ -4,6 +4,7 @@
 pub mod check;
 pub mod client_setup;
 pub mod connect;
+pub mod db;
 pub mod join;
 pub mod listen;
 pub mod load_test;
