@@ -26,6 +26,9 @@ use crate::store::StoreResult;
 pub const CHANNEL: &str = "scmarket_ws_messages";
 pub const TRIGGER: &str = "scmarket_ws_notify_message";
 pub const FUNCTION: &str = "scmarket_ws_notify_message";
+/// The listener connection's `application_name`, so an operator (or a test) can find it in
+/// `pg_stat_activity`.
+pub const LISTENER_APPLICATION_NAME: &str = "scmarket-ws listener";
 
 /// How far before the newest message seen a catch-up reads: longer than any transaction that
 /// inserts a message should take between stamping it (`now()` is the transaction's start) and
@@ -119,7 +122,8 @@ impl Seen {
 
 /// Run the listener until `feed` is closed (the server stopped): connect, listen, catch up,
 /// hand on each new message; on any failure wait (backoff with jitter) and start again.
-pub async fn listen(config: tokio_postgres::Config, feed: mpsc::Sender<ChatMessage>) {
+pub async fn listen(mut config: tokio_postgres::Config, feed: mpsc::Sender<ChatMessage>) {
+    config.application_name(LISTENER_APPLICATION_NAME);
     let mut seen: Option<Seen> = None;
     let mut backoff = BACKOFF_START;
     loop {
@@ -171,29 +175,44 @@ async fn session(
         }
     });
     let _stop_driver = AbortOnDrop(driver);
+    let reconnect = seen.is_some();
+    if !reconnect {
+        // First start: what is stored already is not news. The rows a later catch-up would
+        // read again are remembered before listening (a row committed in between is then
+        // neither remembered nor announced, and a catch-up hands it on).
+        let mut first = Seen {
+            newest: now_utc(),
+            ids: HashMap::new(),
+        };
+        let rows = client
+            .query(
+                "SELECT message_id, timestamp FROM messages WHERE timestamp >= $1",
+                &[&first.window_start()],
+            )
+            .await
+            .map_err(|e| describe(&e))?;
+        for row in &rows {
+            first.ids.insert(row.get(0), row.get(1));
+        }
+        *seen = Some(first);
+    }
     client
         .batch_execute(&format!("LISTEN {CHANNEL}"))
         .await
         .map_err(|e| describe(&e))?;
-    match seen {
-        None => {
-            // First start: only what is inserted from now on is news.
-            *seen = Some(Seen {
-                newest: now_utc(),
-                ids: HashMap::new(),
-            });
-            tracing::info!(channel = CHANNEL, "listening for new messages");
-        }
-        Some(seen) => {
-            let handed = catch_up(&client, feed, seen).await?;
-            tracing::info!(
-                channel = CHANNEL,
-                caught_up = handed,
-                "listening again; messages stored meanwhile were read by timestamp"
-            );
-        }
+    let Some(seen) = seen.as_mut() else {
+        return Err("no listener state".into());
+    };
+    if reconnect {
+        let handed = catch_up(&client, feed, seen).await?;
+        tracing::info!(
+            channel = CHANNEL,
+            caught_up = handed,
+            "listening again; messages stored meanwhile were read by timestamp"
+        );
+    } else {
+        tracing::info!(channel = CHANNEL, "listening for new messages");
     }
-    let seen = seen.as_mut().expect("set above");
     let fetch = client
         .prepare(&format!(
             "{MESSAGE_SQL} WHERE m.message_id = ANY($1) ORDER BY m.timestamp, m.message_id"
