@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::protocol;
-use crate::server::{Config, EngineConfig, LimitsConfig, SecretsConfig, StoreConfig};
+use crate::server::{Config, EngineConfig, LimitsConfig, PoolConfig, SecretsConfig, StoreConfig};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -38,8 +38,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the reference realtime server (production wire contract, embedded SQLite store).
+    /// Run the realtime server (production wire contract) on an embedded SQLite store or on
+    /// SC Market's own PostgreSQL.
     Serve(ServeArgs),
+    /// SC Market's PostgreSQL: check the tables serve needs, install or remove the trigger that
+    /// announces new messages.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Print a valid session cookie for a user of a serve database, for scripts.
     #[command(visible_alias = "session")]
     SessionCookie(SessionArgs),
@@ -95,10 +100,13 @@ use crate::duration::parse as parse_duration;
 /// Where the store lives and which secrets sign its cookies: shared by `serve` and `session`.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// SQLite database: a file path (created and seeded with demo data on first start),
-    /// `sqlite://PATH`, or `sqlite::memory:` for a throwaway run.
+    /// Database: an SQLite file path (created and seeded with demo data on first start),
+    /// `sqlite://PATH`, `sqlite::memory:` for a throwaway run, or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` for SC Market's own tables.
     #[arg(long, env = "SCMARKET_WS_DATABASE", default_value = "scmarket-ws.db")]
     pub database: String,
+    #[command(flatten)]
+    pub pool: PoolArgs,
     /// Secret that signs `scmarket.sid` session cookies (env SESSION_SECRET).
     #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
     pub session_secret: Option<String>,
@@ -124,6 +132,10 @@ pub struct ServeArgs {
     /// Load your own users, chats, orders and offers from a YAML fixtures file (see README).
     #[arg(long, value_name = "FILE")]
     pub seed: Option<PathBuf>,
+    /// PostgreSQL, with --dev only: create the tables in a database that has none of them and
+    /// seed the demo data (or --seed). Refused when any of the tables exists.
+    #[arg(long)]
+    pub init: bool,
     /// Engine ping interval.
     #[arg(long, value_parser = parse_duration, default_value = "25s")]
     pub ping_interval: Duration,
@@ -161,6 +173,56 @@ pub struct ServeArgs {
     pub metrics_room_labels: usize,
 }
 
+/// The PostgreSQL connection pool (ignored for SQLite).
+#[derive(Debug, Clone, Args)]
+pub struct PoolArgs {
+    /// PostgreSQL: most connections open at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub pool_size: u16,
+    /// PostgreSQL: how long a lookup waits for a free connection.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub pool_wait_timeout: Duration,
+    /// PostgreSQL: how long opening one connection may take.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub db_connect_timeout: Duration,
+    /// PostgreSQL: how long one lookup or write may take in all; past it the handshake or
+    /// join is refused with `store_error`.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub db_query_timeout: Duration,
+}
+
+impl From<&PoolArgs> for PoolConfig {
+    fn from(args: &PoolArgs) -> Self {
+        PoolConfig {
+            size: usize::from(args.pool_size),
+            wait_timeout: args.pool_wait_timeout,
+            connect_timeout: args.db_connect_timeout,
+            query_timeout: args.db_query_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Say whether every table and column serve needs exists with a type it can use, what is
+    /// missing, and whether the notify trigger is installed (exit 0: usable, 1: not).
+    Check(DbArgs),
+    /// Add the trigger that notifies serve of every new message (idempotent).
+    InstallNotify(DbArgs),
+    /// Remove that trigger and its function (idempotent).
+    UninstallNotify(DbArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
+    #[arg(long, env = "SCMARKET_WS_DATABASE")]
+    pub database: String,
+    /// How long connecting may take.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub db_connect_timeout: Duration,
+}
+
 impl StoreArgs {
     /// The secrets as given; `SecretsConfig::resolve` applies `--dev`'s fallback.
     pub fn secrets(&self) -> SecretsConfig {
@@ -180,8 +242,10 @@ impl From<ServeArgs> for Config {
             dev: args.store.dev,
             secrets: args.store.secrets(),
             store: StoreConfig {
+                pool: PoolConfig::from(&args.store.pool),
                 database: args.store.database,
                 seed: args.seed,
+                init: args.init,
             },
             engine: EngineConfig {
                 path: args.path,
@@ -717,6 +781,15 @@ mod tests {
             "x.db",
             "--seed",
             "s.yaml",
+            "--init",
+            "--pool-size",
+            "3",
+            "--pool-wait-timeout",
+            "4s",
+            "--db-connect-timeout",
+            "5s",
+            "--db-query-timeout",
+            "6s",
             "--session-secret",
             "ss",
             "--jwt-secret",
@@ -753,7 +826,14 @@ mod tests {
             config.store,
             StoreConfig {
                 database: "x.db".into(),
-                seed: Some("s.yaml".into())
+                seed: Some("s.yaml".into()),
+                pool: PoolConfig {
+                    size: 3,
+                    wait_timeout: Duration::from_secs(4),
+                    connect_timeout: Duration::from_secs(5),
+                    query_timeout: Duration::from_secs(6),
+                },
+                init: true,
             }
         );
         assert_eq!(

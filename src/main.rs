@@ -61,6 +61,7 @@ async fn run(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
         Command::SessionCookie(args) => commands::session_cookie::run(args)
             .await
             .map(|_| ExitCode::Ok),
+        Command::Db(command) => commands::db::run(command).await,
         Command::Connect(args) => commands::connect::run(args).await,
         Command::Join(args) => commands::join::run(args).await,
         Command::Listen(args) => commands::listen::run(args).await,

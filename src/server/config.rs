@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::auth::{self, Secrets};
 use crate::exit::CommandError;
 use crate::protocol;
+pub use crate::store::postgres::PoolConfig;
 
 /// Where `serve` listens when not told otherwise.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -63,21 +64,27 @@ impl Config {
             dev: true,
             store: StoreConfig {
                 database: IN_MEMORY_DATABASE.to_string(),
-                seed: None,
+                ..StoreConfig::default()
             },
             ..Config::default()
         }
     }
 }
 
-/// The SQLite store.
+/// The store: SQLite (a file or in memory) or SC Market's PostgreSQL, by the database URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
-    /// A file path (created and seeded with the demo data on first start), `sqlite://PATH`, or
-    /// `sqlite::memory:`.
+    /// A file path (created and seeded with the demo data on first start), `sqlite://PATH`,
+    /// `sqlite::memory:`, or `postgres://...` (the production tables, never created unless
+    /// `init`).
     pub database: String,
     /// A YAML fixtures file loaded at start instead of the demo data (README, "Your own data").
     pub seed: Option<PathBuf>,
+    /// PostgreSQL only: the connection pool.
+    pub pool: PoolConfig,
+    /// PostgreSQL only, development only: create the tables in a database that has none of
+    /// them, and seed the demo data (or `seed`).
+    pub init: bool,
 }
 
 impl Default for StoreConfig {
@@ -85,7 +92,15 @@ impl Default for StoreConfig {
         StoreConfig {
             database: DEFAULT_DATABASE.to_string(),
             seed: None,
+            pool: PoolConfig::default(),
+            init: false,
         }
+    }
+}
+
+impl StoreConfig {
+    pub fn is_postgres(&self) -> bool {
+        crate::store::postgres::is_postgres_url(&self.database)
     }
 }
 

@@ -184,7 +184,7 @@ async fn join<E>(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "store failed while checking a join");
-            RoomError::Internal
+            RoomError::StoreError
         })?
         .ok_or(RoomError::AccountDisabled)?;
     if !user.is_active() {
