@@ -195,3 +195,37 @@ async fn after_a_restart_listen_rejoins_and_receives() {
     let line: Value = serde_json::from_str(stdout.trim()).expect("one NDJSON line");
     assert_eq!(line["args"][0]["chat_id"], ORDER_CHAT);
 }
+
+/// An upper-case chat id is sent as typed, so QA sees production's `case-sensitive-rooms`: the
+/// twin joins a room of that name, which never receives, and `listen` warns why.
+/// `--normalize-ids` sends it lower-cased, and the message arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upper_case_id_reproduces_case_sensitive_rooms() {
+    let twin = ProductionTwin::start(&[]);
+    let base = twin.url();
+    let erin = dev_login(&base, "erin").await.session_cookie;
+    let upper = ORDER_CHAT.to_uppercase();
+    let listen = |extra: &'static [&'static str]| {
+        let mut listen = binary::async_command();
+        listen
+            .args(["listen", &base, "--room", &upper, "--cookie", &erin])
+            .args(["--count", "1", "--duration", "3s"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        async move { listen.output().await.expect("listen runs") }
+    };
+    let (as_typed, normalized) = post_until(
+        &base,
+        futures_util::future::join(listen(&[]), listen(&["--normalize-ids"])),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&as_typed.stderr);
+    assert_eq!(as_typed.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("is not lower-case"), "{stderr}");
+    assert!(
+        normalized.status.success(),
+        "{}",
+        String::from_utf8_lossy(&normalized.stderr)
+    );
+}
