@@ -225,7 +225,9 @@ impl VirtualUser {
         // can a late listener have dropped it.
         let once = Resend::once();
         let resend = if known == ACKS_YES { &once } else { &*RESEND };
-        let answer = rooms::land(&live.handle, action, &room, resend, ack_wait).await;
+        // Boxed: the landing's state would otherwise be part of every user's step future
+        // for the whole session, holding and thinking included.
+        let answer = Box::pin(rooms::land(&live.handle, action, &room, resend, ack_wait)).await;
         match answer {
             Ok(landing) if landing.outcome == RoomOutcome::Unconfirmed => {
                 if known == ACKS_UNKNOWN {
