@@ -95,6 +95,10 @@ pub struct ServeArgs {
     /// Load your own users, chats, orders and offers from a YAML fixtures file (see README).
     #[arg(long, value_name = "FILE")]
     pub seed: Option<PathBuf>,
+    /// Let --dev listen on a non-loopback address (refused otherwise): its dev routes log
+    /// anyone in as any user.
+    #[arg(long, requires = "dev")]
+    pub dev_allow_remote: bool,
     /// Engine ping interval.
     #[arg(long, value_parser = parse_duration, default_value = "25s")]
     pub ping_interval: Duration,
@@ -149,6 +153,7 @@ impl From<ServeArgs> for Config {
         Config {
             listen: args.listen,
             dev: args.store.dev,
+            dev_allow_remote: args.dev_allow_remote,
             secrets: args.store.secrets(),
             store: StoreConfig {
                 database: args.store.database,

@@ -153,6 +153,7 @@ impl RunningServer {
 
 /// Start a server as `config` says, on its own tasks; it runs until [`RunningServer::shutdown`].
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    config.check_exposure()?;
     let secrets = config.secrets.resolve(config.dev)?;
     let path = config.engine.mounted_path()?;
     let store = open_store(&config.store.database, config.store.seed.as_deref()).await?;
