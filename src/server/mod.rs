@@ -4,6 +4,7 @@
 pub mod access;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod handshake;
 pub mod limits;
 pub mod metrics;

@@ -108,6 +108,14 @@ impl RawSocket {
             .expect("send text frame");
     }
 
+    /// Send one frame and a close frame in the same write, then drop the connection: a client
+    /// that leaves the moment it has spoken (the server reads both at once).
+    pub async fn send_and_vanish(mut self, frame: &str) {
+        let _ = self.ws.feed(Message::text(frame.to_string())).await;
+        let _ = self.ws.feed(Message::Close(None)).await;
+        let _ = self.ws.flush().await;
+    }
+
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
         self.ws
             .send(Message::binary(bytes))
