@@ -127,3 +127,96 @@ async fn official_client_closing_right_after_open_is_not_counted() {
     }
     server.shutdown().await;
 }
+
+const DIRECT_CHAT: &str = "5c0000c4-0000-4000-8000-000000000003";
+
+/// The `serverMessage` contents a socket reads until the server ends its session (a namespace
+/// DISCONNECT or the connection's end), or until `quiet` passes without a packet.
+async fn read_messages(socket: &mut RawSocket, quiet: Duration) -> (Vec<String>, bool) {
+    let mut contents = Vec::new();
+    loop {
+        match socket.packet_or_end(quiet).await {
+            Ok(None) => return (contents, false),
+            Err(()) => return (contents, true),
+            Ok(Some(packet)) if packet.starts_with("41") => return (contents, true),
+            Ok(Some(packet)) => {
+                if let Some(args) = packet.strip_prefix("42") {
+                    let args: serde_json::Value = serde_json::from_str(args).unwrap();
+                    if args[0] == "serverMessage" {
+                        contents.push(args[1]["content"].as_str().unwrap().to_string());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_stops_reading_is_disconnected_never_silently_skipped() {
+    let server = start_dev_server_with(|c| {
+        c.engine.socket_buffer = 32;
+        // No heartbeat during the test: the stalled client answers no ping.
+        c.engine.ping_interval = Duration::from_secs(120);
+    })
+    .await;
+    let base = server.http_url();
+    let alice = session_cookie(&base, "alice").await;
+    let bob = session_cookie(&base, "bob").await;
+    // Bob stops reading; alice reads everything. Both are in the direct chat from connect.
+    let mut stalled = RawSocket::connect_small_window(&base, &bob, 4096).await;
+    let mut reader = RawSocket::connect(&base, Some(&alice)).await.unwrap();
+    let reading = tokio::spawn(async move {
+        let (contents, ended) = read_messages(&mut reader, Duration::from_secs(3)).await;
+        assert!(!ended, "the reading socket was disconnected");
+        contents
+    });
+    // 4 kB each (1000 four-byte characters): 6 MB in all, more than the kernel's socket
+    // buffers (up to 4 MB for the server's side) and the server's 32 packets hold for bob.
+    let sent = 1500;
+    let http = reqwest::Client::new();
+    for i in 0..sent {
+        let content = format!("{i:04} {}", "😀".repeat(995));
+        let response = http
+            .post(format!("{base}/api/chats/{DIRECT_CHAT}/messages"))
+            .header("cookie", &alice)
+            .json(&serde_json::json!({ "content": content }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let numbers = |contents: Vec<String>| -> Vec<usize> {
+        contents
+            .iter()
+            .map(|c| c[..4].parse().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        numbers(reading.await.unwrap()),
+        (0..sent).collect::<Vec<_>>(),
+        "the reading socket got every message in order"
+    );
+
+    let (contents, ended) = read_messages(&mut stalled, Duration::from_secs(5)).await;
+    let got = numbers(contents);
+    assert!(
+        got.len() < sent,
+        "the stalled socket was expected to fall behind; it got all {sent}"
+    );
+    assert_eq!(
+        got,
+        (0..got.len()).collect::<Vec<_>>(),
+        "what the stalled socket got is the start of the stream, without a gap"
+    );
+    assert!(
+        ended,
+        "the stalled socket missed {} messages and was not disconnected",
+        sent - got.len()
+    );
+    let metrics = metrics_text(&base).await;
+    assert!(
+        metrics.contains(r#"scmarket_ws_disconnects_total{reason="slow_consumer"} 1"#),
+        "{metrics}"
+    );
+    server.shutdown().await;
+}

@@ -198,7 +198,15 @@ pub struct EngineConfig {
     pub connect_timeout: Duration,
     /// Largest engine payload in bytes (also the largest websocket message and frame).
     pub max_payload: u64,
+    /// Packets queued per socket for a client that does not keep up; a socket whose queue is
+    /// full when a message is broadcast is disconnected (`server/delivery.rs`).
+    pub socket_buffer: usize,
 }
+
+/// Packets queued per socket by default: a burst of 1024 chat messages to one client between
+/// two of its reads (about 0.5 MB at a typical 500-byte `serverMessage`, 3 MB at the largest,
+/// and only while that client lags: the queue allocates as it fills).
+pub const DEFAULT_SOCKET_BUFFER: usize = 1024;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -208,6 +216,7 @@ impl Default for EngineConfig {
             ping_timeout: protocol::DEFAULT_PING_TIMEOUT,
             connect_timeout: protocol::DEFAULT_CONNECT_TIMEOUT,
             max_payload: protocol::DEFAULT_MAX_PAYLOAD,
+            socket_buffer: DEFAULT_SOCKET_BUFFER,
         }
     }
 }

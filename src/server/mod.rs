@@ -5,6 +5,7 @@ pub mod access;
 pub mod auth;
 pub mod config;
 pub mod connections;
+pub mod delivery;
 pub mod handshake;
 pub mod limits;
 pub mod metrics;
@@ -177,6 +178,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .ping_timeout(engine.ping_timeout)
         .connect_timeout(engine.connect_timeout)
         .max_payload(engine.max_payload)
+        .max_buffer_size(engine.socket_buffer)
         .ws_max_message_size(max_payload)
         .ws_max_frame_size(max_payload)
         .with_state(app.clone())

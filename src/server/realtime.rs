@@ -12,6 +12,7 @@ use super::AppState;
 use super::access::can_view_chat;
 use super::auth::Authenticated;
 use super::connections::OpenSocket;
+use super::delivery::SlowConsumer;
 use super::limits::EventLimiter;
 use super::metrics::Metrics;
 use crate::protocol::{CLIENT_JOIN_ROOM, CLIENT_LEAVE_ROOM, ChatId, RoomAck, RoomError};
@@ -88,11 +89,29 @@ pub async fn on_connect(_socket: SocketRef) {}
 
 /// The counts are given back when the socket is dropped (`connections.rs`), not here: this
 /// handler does not run for a socket whose engine closed before CONNECT could be sent.
-async fn on_disconnect(socket: SocketRef, reason: DisconnectReason) {
+async fn on_disconnect(socket: SocketRef, reason: DisconnectReason, State(app): State<AppState>) {
+    // A slow consumer was counted when it was found (`delivery.rs`).
+    if socket.extensions.get::<SlowConsumer>().is_none() {
+        app.metrics.disconnect_reason(disconnect_label(reason));
+    }
     let Some(session) = socket.extensions.get::<SocketSession>() else {
         return;
     };
     tracing::debug!(socket = %socket.id, user = %session.username, ?reason, "socket disconnected");
+}
+
+/// The `reason` label of `scmarket_ws_disconnects_total`.
+fn disconnect_label(reason: DisconnectReason) -> &'static str {
+    match reason {
+        DisconnectReason::TransportClose => "transport_close",
+        DisconnectReason::MultipleHttpPollingError => "multiple_polling",
+        DisconnectReason::PacketParsingError => "packet_parsing_error",
+        DisconnectReason::TransportError => "transport_error",
+        DisconnectReason::HeartbeatTimeout => "heartbeat_timeout",
+        DisconnectReason::ClientNSDisconnect => "client_disconnect",
+        DisconnectReason::ServerNSDisconnect => "server_disconnect",
+        DisconnectReason::ClosingServer => "closing_server",
+    }
 }
 
 /// The chat id of a `{ "chat_id": string }` argument. Production crashes on a null or missing
