@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::protocol;
+use crate::server::config::DEFAULT_SOCKET_BUFFER;
 use crate::server::{Config, EngineConfig, LimitsConfig, PoolConfig, SecretsConfig, StoreConfig};
 
 const EXIT_CODES: &str = "\
@@ -107,6 +108,10 @@ pub struct ServeArgs {
     /// seed the demo data (or --seed). Refused when any of the tables exists.
     #[arg(long)]
     pub init: bool,
+    /// Let --dev listen on a non-loopback address (refused otherwise): its dev routes log
+    /// anyone in as any user.
+    #[arg(long, requires = "dev")]
+    pub dev_allow_remote: bool,
     /// Engine ping interval.
     #[arg(long, value_parser = parse_duration, default_value = "25s")]
     pub ping_interval: Duration,
@@ -119,6 +124,10 @@ pub struct ServeArgs {
     /// Largest engine payload in bytes.
     #[arg(long, default_value_t = protocol::DEFAULT_MAX_PAYLOAD)]
     pub max_payload: u64,
+    /// Packets queued per socket for a client that reads slower than messages arrive; a socket
+    /// whose queue is full when a message is broadcast to it is disconnected (never skipped).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000), default_value_t = DEFAULT_SOCKET_BUFFER as u64)]
+    pub socket_buffer: u64,
     /// An Origin allowed to open a socket (repeatable). Requests without an Origin header and
     /// same-origin requests are always allowed; any other Origin is refused with HTTP 403.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
@@ -211,6 +220,7 @@ impl From<ServeArgs> for Config {
         Config {
             listen: args.listen,
             dev: args.store.dev,
+            dev_allow_remote: args.dev_allow_remote,
             secrets: args.store.secrets(),
             store: StoreConfig {
                 pool: PoolConfig::from(&args.store.pool),
@@ -224,6 +234,7 @@ impl From<ServeArgs> for Config {
                 ping_timeout: args.ping_timeout,
                 connect_timeout: args.connect_timeout,
                 max_payload: args.max_payload,
+                socket_buffer: usize::try_from(args.socket_buffer).unwrap_or(usize::MAX),
             },
             allowed_origins: args.allowed_origins,
             limits: LimitsConfig {
@@ -746,6 +757,8 @@ mod tests {
             "3s",
             "--max-payload",
             "4",
+            "--socket-buffer",
+            "11",
             "--allowed-origin",
             "https://a",
             "--allowed-origin",
@@ -794,6 +807,7 @@ mod tests {
                 ping_timeout: Duration::from_secs(2),
                 connect_timeout: Duration::from_secs(3),
                 max_payload: 4,
+                socket_buffer: 11,
             }
         );
         assert_eq!(config.allowed_origins, ["https://a", "https://b"]);

@@ -11,21 +11,14 @@
 use socketioxide::SocketIo;
 use tokio::sync::mpsc;
 
-use super::AppState;
+use super::{AppState, delivery};
 use crate::protocol::{ChatMessage, SERVER_MESSAGE};
 
 /// Emit every message of `feed` until it closes.
 pub async fn run(mut feed: mpsc::Receiver<ChatMessage>, io: SocketIo, app: AppState) {
     while let Some(message) = feed.recv().await {
         let room = message.chat_id.room();
-        if let Err(e) = io
-            .local()
-            .to(room.clone())
-            .emit(SERVER_MESSAGE, &message)
-            .await
-        {
-            tracing::warn!(error = %e, %room, "broadcast of serverMessage failed for some sockets");
-        }
+        delivery::to_room_on_this_node(&io, &app, &room, SERVER_MESSAGE, &message).await;
         app.metrics.message_sent(&room);
     }
 }

@@ -4,6 +4,8 @@
 pub mod access;
 pub mod auth;
 pub mod config;
+pub mod connections;
+pub mod delivery;
 pub mod feed;
 pub mod handshake;
 pub mod limits;
@@ -132,6 +134,7 @@ impl RunningServer {
 
 /// Start a server as `config` says, on its own tasks; it runs until [`RunningServer::shutdown`].
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    config.check_exposure()?;
     let secrets = config.secrets.resolve(config.dev)?;
     let path = config.engine.mounted_path()?;
     let opened = open_store(&config.store, config.dev).await?;
@@ -155,6 +158,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .ping_timeout(engine.ping_timeout)
         .connect_timeout(engine.connect_timeout)
         .max_payload(engine.max_payload)
+        .max_buffer_size(engine.socket_buffer)
         .ws_max_message_size(max_payload)
         .ws_max_frame_size(max_payload)
         .with_state(app.clone())

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use super::HttpState;
 use super::access::can_view_chat;
 use super::auth::{self, Refusal};
+use super::delivery;
 use super::origin::RequestOrigin;
 use super::realtime::user_room;
 use crate::protocol::{
@@ -196,15 +197,9 @@ pub async fn post_message(
     // With the database announcing every insert, `feed.rs` emits this message like any other.
     if !state.app.messages_from_database {
         let room = chat_id.room();
-        if let Err(e) = state
-            .io
-            .to(room.clone())
-            .emit(SERVER_MESSAGE, &message)
-            .await
-        {
-            // Stored but not delivered to everyone: the message is still in the chat's history.
-            tracing::warn!(error = %e, %room, "broadcast of serverMessage failed for some sockets");
-        }
+        // A socket that cannot take it is disconnected, never skipped silently; the message
+        // stays in the chat's history for it to refetch.
+        delivery::to_room(&state.io, &state.app, &room, SERVER_MESSAGE, &message).await;
         state.app.metrics.message_sent(&room);
     }
     data(ResultSuccess {
