@@ -65,6 +65,35 @@ pub enum Command {
     /// Audit a deployment's realtime layer: named checks of refusals, Origin, joins, payload
     /// and known production defects (exit 0: nothing fails, 1: a check fails).
     Check(CheckArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) on stdout.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Install, e.g.:
+  scmarket-ws completions bash > ~/.local/share/bash-completion/completions/scmarket-ws
+  scmarket-ws completions zsh > ~/.zfunc/_scmarket-ws      # with fpath+=(~/.zfunc) before compinit
+  scmarket-ws completions fish > ~/.config/fish/completions/scmarket-ws.fish")]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+impl Command {
+    /// Whether the command was asked for JSON output, so its failure is printed as JSON too.
+    pub fn json_output(&self) -> bool {
+        match self {
+            Command::Connect(a) => a.client.json,
+            Command::Join(a) => a.client.json,
+            Command::Listen(a) => a.client.json,
+            Command::Check(a) => a.json,
+            Command::Report(ReportArgs {
+                command: ReportCommand::Show { json, .. },
+            }) => *json,
+            _ => false,
+        }
+    }
 }
 
 use crate::duration::parse as parse_duration;
@@ -323,6 +352,11 @@ pub struct ClientArgs {
     /// Print JSON (NDJSON for streams) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The most the server may send at once (a websocket message, a polling answer), in bytes;
+    /// a smaller maxPayload announced by the server lowers it. More ends the session with an
+    /// error instead of taking the memory.
+    #[arg(long, default_value_t = protocol::DEFAULT_MAX_PAYLOAD, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_payload: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -346,10 +380,34 @@ pub struct JoinArgs {
     /// Leave the rooms instead of joining them.
     #[arg(long)]
     pub leave: bool,
-    /// How long to wait for the server's acknowledgement of each request. Production never
+    #[command(flatten)]
+    pub room: RoomArgs,
+}
+
+/// How room requests are sent: shared by `join` and `listen`.
+#[derive(Debug, Clone, Args)]
+pub struct RoomArgs {
+    /// How long to wait for the server's acknowledgement after the last send. Production never
     /// acknowledges; the reference server does.
     #[arg(long, value_parser = parse_duration, default_value = "2s", value_name = "DURATION")]
     pub ack_wait: Duration,
+    /// Send an unacknowledged room request again at 25 ms, 50 ms, 100 ms... after the first,
+    /// up to this long, until one is acknowledged: a server that registers its listeners late
+    /// (production) drops the first ones. 0 sends once.
+    #[arg(long, value_parser = parse_duration, default_value = "1600ms", value_name = "DURATION")]
+    pub resend_until: Duration,
+    /// Send chat ids lower-cased. Without it they are sent as typed, and an id that is not
+    /// lower-case gets a warning: production joins the room named exactly as sent, which
+    /// never receives messages.
+    #[arg(long)]
+    pub normalize_ids: bool,
+}
+
+impl RoomArgs {
+    /// The resend schedule these flags ask for.
+    pub fn resend(&self) -> crate::client::rooms::Resend {
+        crate::client::rooms::Resend::doubling(Duration::from_millis(25), self.resend_until)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -381,9 +439,8 @@ pub struct ListenArgs {
     /// Reconnect attempts in a row before giving up (0: never give up).
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub reconnect_attempts: u32,
-    /// How long to wait for the acknowledgement of each room join.
-    #[arg(long, value_parser = parse_duration, default_value = "2s", value_name = "DURATION")]
-    pub ack_wait: Duration,
+    #[command(flatten)]
+    pub room: RoomArgs,
 }
 
 #[derive(Debug, Clone, Args)]

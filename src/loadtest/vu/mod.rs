@@ -30,7 +30,7 @@ use crate::client::{
     SessionHandle,
 };
 use crate::protocol::PostMessageRequest;
-use membership::Stay;
+use membership::{Joining, Stay};
 
 /// Backoff between reconnect attempts: doubling from the start to the cap, plus jitter.
 const RECONNECT_BACKOFF_START: Duration = Duration::from_millis(100);
@@ -69,6 +69,8 @@ pub struct VirtualUser {
     session: Option<Live>,
     /// Rooms this session is or was in (each open stay counted once in the run's room table).
     stays: Vec<Stay>,
+    /// Joins sent without an answer yet, not counted in the room table until one is proven.
+    joining: Vec<Joining>,
     pending: VecDeque<(String, Value)>,
     recorder: Recorder,
     /// Open model: when this user was due to arrive; its first connect is timed from here.
@@ -110,6 +112,7 @@ impl VirtualUser {
             room,
             session: None,
             stays: Vec::new(),
+            joining: Vec::new(),
             pending: VecDeque::new(),
             recorder,
             scheduled,
@@ -274,6 +277,9 @@ impl VirtualUser {
         match result {
             Ok(session) => {
                 let (handle, events, info) = session.into_parts();
+                // Events of an earlier session are history: a `wait_for` after a reconnect
+                // waits for what this session receives.
+                self.pending.clear();
                 self.recorder.record(Latency::EngineOpen, info.engine_open);
                 self.recorder
                     .record_since(Latency::Connect, reference.into_std());
@@ -318,6 +324,7 @@ impl VirtualUser {
             self.shared.metrics.session_closed(DisconnectKind::Client);
         }
         self.stays.clear();
+        self.joining.clear();
     }
 
     async fn post_message(
