@@ -398,9 +398,14 @@ pub struct LoadTestArgs {
     /// `--set phases.0.vus=10`, `--set name=nightly`, `--set setup.rooms=5`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Run against this URL instead of the scenario's target (e.g. http://127.0.0.1:7000).
+    /// Run against this URL instead of the scenario's target (e.g. http://127.0.0.1:7000);
+    /// repeat it for the nodes of one deployment (virtual users are spread over them).
     #[arg(long, value_name = "URL")]
-    pub target: Option<String>,
+    pub target: Vec<String>,
+    /// Run shard K of N of the scenario (1 <= K <= N): every Nth arrival, virtual user and room,
+    /// so that N generators (on N machines) run one test; `report merge` joins their reports.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::loadtest::shard::Shard>,
     /// Write the JSON report here (schema: docs/REPORT_SCHEMA.md).
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,

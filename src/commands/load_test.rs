@@ -18,7 +18,7 @@ use crate::loadtest::scenario::{self, LoadError, Overrides, Scenario};
 pub async fn run(args: LoadTestArgs, show_progress: bool) -> anyhow::Result<ExitCode> {
     let overrides = Overrides {
         sets: args.set.clone(),
-        target: args.target.clone(),
+        targets: args.target.clone(),
     };
     let scenario = scenario::load(&args.scenario, &overrides).map_err(|e| match e {
         LoadError::Read { .. } => CommandError::usage(e.to_string()),
@@ -38,6 +38,7 @@ pub async fn run(args: LoadTestArgs, show_progress: bool) -> anyhow::Result<Exit
     let options = RunOptions {
         show_progress,
         interval: args.interval,
+        shard: args.shard.unwrap_or_default(),
     };
     let report = runner::run(&scenario, &options).await?;
     print!("{}", report::render_text(&report));

@@ -44,6 +44,7 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod setup;
+pub mod shard;
 pub mod template;
 pub mod thresholds;
 pub mod vu;

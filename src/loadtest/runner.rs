@@ -29,6 +29,7 @@ use super::progress::Progress;
 use super::report::{Generator, Report, RunInfo};
 use super::scenario::{Phase, RestartServer, Scenario, UserScenario};
 use super::setup::{self, Prepared};
+use super::shard::Shard;
 use super::vu::{Shared, VirtualUser};
 
 /// How long virtual users still running when the last phase ends may take to finish their
@@ -45,6 +46,8 @@ pub struct RunOptions {
     pub show_progress: bool,
     /// Length of the report's time-series intervals.
     pub interval: Duration,
+    /// The part of the scenario this generator runs (`--shard`).
+    pub shard: Shard,
 }
 
 impl Default for RunOptions {
@@ -52,6 +55,7 @@ impl Default for RunOptions {
         RunOptions {
             show_progress: false,
             interval: super::metrics::series::DEFAULT_INTERVAL,
+            shard: Shard::WHOLE,
         }
     }
 }
@@ -89,7 +93,11 @@ fn pick(scenarios: &[UserScenario]) -> &UserScenario {
 
 /// Run `scenario` to its report.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Report> {
-    let (shared, embedded) = share(setup::prepare(scenario).await?, options.interval);
+    let (shared, embedded) = share(
+        setup::prepare(scenario, options.shard).await?,
+        options.interval,
+        options.shard,
+    );
     let metrics = Arc::clone(&shared.metrics);
     let started_at = OffsetDateTime::now_utc();
     let wall = Instant::now();
@@ -139,10 +147,13 @@ fn panic_warning(count: u64, first: &str) -> String {
 
 /// What every virtual user of the run shares: the provisioned target, cookies and rooms, and
 /// one [`Metrics`] built with the run's rooms, a random run id and intervals of `interval`.
-fn share(prepared: Prepared, interval: Duration) -> (Arc<Shared>, Option<setup::Embedded>) {
+fn share(
+    prepared: Prepared,
+    interval: Duration,
+    shard: Shard,
+) -> (Arc<Shared>, Option<setup::Embedded>) {
     let Prepared {
-        options,
-        api,
+        nodes,
         cookies,
         rooms,
         auto_joined,
@@ -150,7 +161,9 @@ fn share(prepared: Prepared, interval: Duration) -> (Arc<Shared>, Option<setup::
         total_vus,
     } = prepared;
     tracing::info!(
-        target = %options.display_target(),
+        target = %nodes[0].options.display_target(),
+        nodes = nodes.len(),
+        %shard,
         virtual_users = total_vus,
         rooms = rooms.len(),
         "setup done; starting phases"
@@ -164,11 +177,11 @@ fn share(prepared: Prepared, interval: Duration) -> (Arc<Shared>, Option<setup::
     ));
     let shared = Arc::new(Shared {
         metrics,
-        options,
+        nodes,
+        shard,
         cookies,
         rooms,
         auto_joined,
-        api,
         room_acks: std::sync::atomic::AtomicU8::new(0),
     });
     (shared, embedded)
@@ -277,10 +290,11 @@ impl Driver {
         }
     }
 
-    fn take_vu(&mut self) -> u64 {
+    /// The next virtual user number of the whole run, if it is this shard's.
+    fn take_vu(&mut self) -> Option<u64> {
         let vu = self.next_vu;
         self.next_vu += 1;
-        vu
+        self.shared.shard.owns(vu).then_some(vu)
     }
 
     /// Run virtual user `vu`'s `body` as a task of the run. A panic is caught at the task's
@@ -302,7 +316,7 @@ impl Driver {
     /// Closed model: a user that starts a scenario again each time it finishes one, until the
     /// phase ends (it finishes the one it is in).
     fn start_looping_user(&mut self, phase_end: Instant) {
-        let vu = self.take_vu();
+        let Some(vu) = self.take_vu() else { return };
         let (shared, scenarios) = (Arc::clone(&self.shared), Arc::clone(&self.scenarios));
         self.spawn_user(vu, async move {
             let mut user = VirtualUser::new(shared, vu, None);
@@ -315,7 +329,7 @@ impl Driver {
     /// Open model: a new user that runs one scenario, scheduled for `due` (its schedule lag is
     /// measured from there).
     fn start_arrival(&mut self, due: Instant) {
-        let vu = self.take_vu();
+        let Some(vu) = self.take_vu() else { return };
         let (shared, scenarios) = (Arc::clone(&self.shared), Arc::clone(&self.scenarios));
         self.spawn_user(vu, async move {
             VirtualUser::new(shared, vu, Some(due))
@@ -522,8 +536,11 @@ mod tests {
             crate::client::ConnectOptions::new("http://127.0.0.1:9", None).expect("valid URL");
         let shared = Arc::new(Shared {
             metrics: Arc::clone(&metrics),
-            api: crate::client::ApiClient::for_target(&options),
-            options,
+            nodes: Arc::from(vec![super::setup::TargetNode {
+                api: crate::client::ApiClient::for_target(&options),
+                options,
+            }]),
+            shard: Shard::WHOLE,
             cookies: Arc::from(vec!["scmarket.sid=x".to_owned()]),
             rooms: Arc::from(Vec::<String>::new()),
             auto_joined: false,

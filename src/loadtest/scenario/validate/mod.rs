@@ -341,14 +341,15 @@ impl Validator {
             }),
             Some(node) => self.setup(node),
         };
-        if let (Some(Target::Url(url)), Some(setup)) = (&target, &setup)
+        if let (Some(Target::Urls(urls)), Some(setup)) = (&target, &setup)
             && setup.restart_server.is_some()
             && let Some(node) = f.get("setup")
         {
             self.error(
                 &node.loc,
                 format!(
-                    "`setup.restart_server` restarts the embedded server; with target {url}, restart that server yourself"
+                    "`setup.restart_server` restarts the embedded server; with target {}, restart that server yourself",
+                    urls[0]
                 ),
             );
         }
