@@ -406,6 +406,15 @@ pub struct LoadTestArgs {
     /// so that N generators (on N machines) run one test; `report merge` joins their reports.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<crate::loadtest::shard::Shard>,
+    /// Fork N worker processes of this binary, each running its share of the scenario (arrival
+    /// rate, virtual users, rooms), and merge their reports into one (1 to 64). Past one
+    /// process's open-file limit, or its cores.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::loadtest::workers::MAX_WORKERS)))]
+    pub workers: u32,
+    /// Run as a worker of `--workers`: progress as JSON lines on stdout, no printed report.
+    #[arg(long, hide = true)]
+    pub worker: bool,
     /// Write the JSON report here (schema: docs/REPORT_SCHEMA.md).
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,

@@ -74,8 +74,9 @@ async fn serve() -> scmarket_ws::server::RunningServer {
 
 /// Two shards run at once and their reports merged equal one unsharded run in every count:
 /// 40 sessions in 4 rooms, one post each, every post expected by and delivered to its room's 10.
+/// So does `--workers 2`, which merges its workers' reports itself.
 #[tokio::test(flavor = "multi_thread")]
-async fn shards_merged_equal_one_run() {
+async fn shards_merged_and_workers_equal_one_run() {
     let server = serve().await;
     let url = server.http_url();
     let dir = tempfile::tempdir().unwrap();
@@ -83,9 +84,11 @@ async fn shards_merged_equal_one_run() {
     let shards: Vec<PathBuf> = (1..=2)
         .map(|k| dir.path().join(format!("shard-{k}.json")))
         .collect();
-    let (u, w, s) = (url.clone(), whole.clone(), shards.clone());
+    let workers = dir.path().join("workers.json");
+    let (u, w, s, wk) = (url.clone(), whole.clone(), shards.clone(), workers.clone());
     tokio::task::spawn_blocking(move || {
         finish(generator(&u, &w, &[]), "unsharded");
+        finish(generator(&u, &wk, &["--workers", "2"]), "--workers 2");
         let children: Vec<_> = s
             .iter()
             .enumerate()
@@ -119,6 +122,9 @@ async fn shards_merged_equal_one_run() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(counts(&read_report(&merged)), expected);
+    let workers = read_report(&workers);
+    assert_eq!(counts(&workers), expected, "{workers}");
+    assert_eq!(workers["generator"]["count"], 2, "{workers}");
 }
 
 #[test]

@@ -48,4 +48,5 @@ pub mod shard;
 pub mod template;
 pub mod thresholds;
 pub mod vu;
+pub mod workers;
 pub mod yaml;

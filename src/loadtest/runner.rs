@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub interval: Duration,
     /// The part of the scenario this generator runs (`--shard`).
     pub shard: Shard,
+    /// A worker of `--workers`: progress as JSON status lines on stdout, for the parent.
+    pub worker: bool,
 }
 
 impl Default for RunOptions {
@@ -56,6 +58,7 @@ impl Default for RunOptions {
             show_progress: false,
             interval: super::metrics::series::DEFAULT_INTERVAL,
             shard: Shard::WHOLE,
+            worker: false,
         }
     }
 }
@@ -108,7 +111,12 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Re
         Arc::clone(&metrics),
     );
 
-    let mut driver = Driver::new(scenario, shared, options.show_progress, wall);
+    let progress = if options.worker {
+        Progress::for_worker()
+    } else {
+        Progress::new(options.show_progress, scenario.duration())
+    };
+    let mut driver = Driver::new(scenario, shared, progress, wall);
     let mut interrupted = false;
     for (index, phase) in scenario.phases.iter().enumerate() {
         if driver.phase(index, scenario.phases.len(), phase).await == Outcome::Interrupted {
@@ -278,13 +286,13 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(scenario: &Scenario, shared: Arc<Shared>, show_progress: bool, wall: Instant) -> Driver {
+    fn new(scenario: &Scenario, shared: Arc<Shared>, progress: Progress, wall: Instant) -> Driver {
         Driver {
             shared,
             scenarios: scenario.scenarios.clone().into(),
             users: JoinSet::new(),
             next_vu: 0,
-            progress: Progress::new(show_progress, scenario.duration()),
+            progress,
             wall,
             ctrl_c: Box::pin(tokio::signal::ctrl_c()),
         }
@@ -546,7 +554,12 @@ mod tests {
             auto_joined: false,
             room_acks: std::sync::atomic::AtomicU8::new(0),
         });
-        let mut driver = Driver::new(&scenario, shared, false, Instant::now());
+        let mut driver = Driver::new(
+            &scenario,
+            shared,
+            Progress::new(false, Duration::ZERO),
+            Instant::now(),
+        );
         driver.spawn_user(41, async {});
         driver.spawn_user(42, async {
             tokio::task::yield_now().await;

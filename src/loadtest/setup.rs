@@ -80,7 +80,7 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    async fn start(path: &str, survive_restart: bool) -> anyhow::Result<Embedded> {
+    pub async fn start(path: &str, survive_restart: bool) -> anyhow::Result<Embedded> {
         let database = survive_restart.then(|| {
             std::env::temp_dir().join(format!(
                 "scmarket-ws-load-test-{}-{:08x}.db",

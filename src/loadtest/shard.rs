@@ -88,6 +88,18 @@ impl Shard {
         }
     }
 
+    /// This shard split into `workers` shards of the whole run: worker `j` takes the users
+    /// `v` with `v mod (N * workers) = i + N * j`, which together are exactly this shard's.
+    pub fn split(&self, workers: u32) -> Vec<Shard> {
+        let count = self.count * workers.max(1);
+        (0..workers.max(1))
+            .map(|j| Shard {
+                index: self.index + self.count * j,
+                count,
+            })
+            .collect()
+    }
+
     /// This shard's items of a list dealt out item by item (rooms, chat ids, sessions-file
     /// lines): item `r` goes to shard `r mod N`. With the items' index in the whole list.
     pub fn deal<T: Clone>(&self, items: &[T]) -> Vec<(usize, T)> {
@@ -158,6 +170,18 @@ mod tests {
         assert_eq!(all, (0..10).collect::<Vec<_>>());
         assert_eq!(Shard::WHOLE.deal(&items).len(), 10);
         assert_eq!(Shard::WHOLE.local(7), 7);
+    }
+
+    #[test]
+    fn workers_split_a_shard_into_exactly_its_users() {
+        let shard = Shard::new(2, 3).unwrap();
+        let workers = shard.split(4);
+        assert_eq!(workers.len(), 4);
+        for vu in 0..500u64 {
+            let owners = workers.iter().filter(|w| w.owns(vu)).count();
+            assert_eq!(owners, usize::from(shard.owns(vu)), "vu {vu}");
+        }
+        assert_eq!(Shard::WHOLE.split(1), vec![Shard::WHOLE]);
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub struct Overrides {
     pub sets: Vec<String>,
     /// `--target`, repeatable: the URLs replace the scenario's `target`.
     pub targets: Vec<String>,
+    /// Processes that share the run (`--shard` N times `--workers`; 0 or 1: this one alone):
+    /// the ceiling on sessions is theirs together.
+    pub generators: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,5 +96,5 @@ pub fn parse(source: &str, file: &str, overrides: &Overrides) -> Result<Scenario
     if !errors.is_empty() {
         return Err(fail(errors));
     }
-    validate::scenario(&root).map_err(fail)
+    validate::scenario(&root, overrides.generators).map_err(fail)
 }

@@ -294,6 +294,7 @@ fn set_and_target_override_before_validation() {
             "setup.rooms=3".into(),
         ],
         targets: vec!["http://127.0.0.1:7000".into()],
+        generators: 1,
     };
     let s = parse(README_EXAMPLE, "s.yaml", &over).unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(s.name, "nightly");
@@ -314,6 +315,7 @@ fn set_and_target_override_before_validation() {
             &Overrides {
                 sets: sets.iter().map(|s| (*s).to_owned()).collect(),
                 targets: vec![],
+                generators: 1,
             },
         )
     };
@@ -350,6 +352,7 @@ fn set_and_target_override_before_validation() {
         &Overrides {
             sets: vec![],
             targets: vec!["nope".into()],
+            generators: 1,
         },
     );
     assert_eq!(
