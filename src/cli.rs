@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::protocol;
-use crate::server::{Config, EngineConfig, LimitsConfig, SecretsConfig, StoreConfig};
+use crate::server::{
+    AdapterConfig, Config, EngineConfig, LimitsConfig, SecretsConfig, StoreConfig,
+};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -130,6 +132,20 @@ pub struct ServeArgs {
     /// counted under room="other" so the metric's cardinality stays bounded.
     #[arg(long, default_value_t = 100)]
     pub metrics_room_labels: usize,
+    /// How this node shares rooms with the other nodes of a deployment: `local` (this node
+    /// alone) or a Redis URL (redis://127.0.0.1:6379; Redis 7 or later), through which a
+    /// broadcast, a ban's disconnect and a room's sockets reach every node.
+    #[arg(long, value_name = "local|redis://HOST:PORT", default_value = "local",
+          value_parser = parse_adapter)]
+    pub adapter: AdapterConfig,
+    /// Prefix of the adapter's Redis channels: every node of one deployment uses the same, and
+    /// two deployments on one Redis use different ones.
+    #[arg(long, value_name = "PREFIX", default_value = crate::server::DEFAULT_ADAPTER_PREFIX)]
+    pub adapter_prefix: String,
+}
+
+fn parse_adapter(text: &str) -> Result<AdapterConfig, String> {
+    AdapterConfig::parse(text, crate::server::DEFAULT_ADAPTER_PREFIX).map_err(|e| e.to_string())
 }
 
 impl StoreArgs {
@@ -170,6 +186,13 @@ impl From<ServeArgs> for Config {
                 max_connections_per_user: args.max_connections_per_user,
             },
             metrics_room_labels: args.metrics_room_labels,
+            adapter: match args.adapter {
+                AdapterConfig::Redis { url, .. } => AdapterConfig::Redis {
+                    url,
+                    prefix: args.adapter_prefix,
+                },
+                local => local,
+            },
         }
     }
 }

@@ -196,8 +196,7 @@ pub async fn post_message(
     let room = chat_id.room();
     if let Err(e) = state
         .io
-        .to(room.clone())
-        .emit(SERVER_MESSAGE, &message)
+        .emit_to(room.clone(), SERVER_MESSAGE, &message)
         .await
     {
         // Stored but not delivered to everyone: the message is still in the chat's history.
@@ -364,7 +363,7 @@ pub async fn dev_ban(State(state): State<HttpState>, body: Bytes) -> ApiResult<R
         .set_banned(user.user_id, request.banned)
         .await?;
     if request.banned
-        && let Err(e) = state.io.to(user_room(user.user_id)).disconnect().await
+        && let Err(e) = state.io.disconnect_room(user_room(user.user_id)).await
     {
         tracing::warn!(error = %e, "could not disconnect every socket of a banned user");
     }

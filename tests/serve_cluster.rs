@@ -1,0 +1,179 @@
+//! Several `serve` nodes as one deployment: one store (a SQLite file in WAL mode, which every
+//! node opens) and the Redis adapter (Redis at 127.0.0.1:6379; each test its own channel
+//! prefix). A post on any node reaches every socket of the room once, whichever node holds it;
+//! a ban on one node closes the user's sockets on the others; a polling request for a sid that
+//! lives on another node is answered as engine.io answers an unknown sid.
+
+mod common;
+
+use std::time::Duration;
+
+use common::raw::RawSocket;
+use common::*;
+use scmarket_ws::server::{AdapterConfig, Config, LimitsConfig, RunningServer};
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+const QUIET: Duration = Duration::from_millis(500);
+
+/// A deployment of `count` nodes on one store file and one Redis prefix.
+struct Cluster {
+    nodes: Vec<RunningServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start(count: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("cluster.db").display().to_string();
+        let prefix = format!(
+            "scmarket-ws-test-{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        );
+        let mut nodes = Vec::new();
+        // One after the other: the first creates and seeds the store, the others open it.
+        for _ in 0..count {
+            let mut config = Config::ephemeral_dev();
+            config.store.database = database.clone();
+            config.limits = LimitsConfig::off();
+            config.adapter = AdapterConfig::Redis {
+                url: REDIS.into(),
+                prefix: prefix.clone(),
+            };
+            let node = scmarket_ws::server::start(config)
+                .await
+                .unwrap_or_else(|e| panic!("a node on Redis at {REDIS} (is it running?): {e:#}"));
+            nodes.push(node);
+        }
+        Cluster { nodes, _dir: dir }
+    }
+
+    fn url(&self, i: usize) -> String {
+        self.nodes[i].http_url()
+    }
+
+    async fn shutdown(self) {
+        for node in self.nodes {
+            node.shutdown().await;
+        }
+    }
+}
+
+async fn connect(base: &str, user: &str) -> RawSocket {
+    let cookie = session_cookie(base, user).await;
+    RawSocket::connect(base, Some(&cookie))
+        .await
+        .unwrap_or_else(|r| panic!("{user} refused on {base}: {r:?}"))
+}
+
+/// The next `serverMessage`'s content, and that no second one follows.
+async fn receives_once(socket: &mut RawSocket, who: &str) -> String {
+    let (event, args) = socket
+        .next_event_within(Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("{who} received nothing"));
+    assert_eq!(event, "serverMessage", "{who}");
+    if let Some(again) = socket.next_event_within(QUIET).await {
+        panic!("{who} received a second event: {again:?}");
+    }
+    args["content"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_on_any_node_reaches_every_socket_of_the_room_once() {
+    let cluster = Cluster::start(3).await;
+    let (a, b, c) = (cluster.url(0), cluster.url(1), cluster.url(2));
+    // alice and bob share the direct chat; each is joined to it on connect.
+    let mut alice_on_a = connect(&a, "alice").await;
+    let mut bob_on_b = connect(&b, "bob").await;
+    let mut alice_on_c = connect(&c, "alice").await;
+    let bob = session_cookie(&b, "bob").await;
+    for (node, text) in [(&b, "through b"), (&a, "through a"), (&c, "through c")] {
+        let (status, body) = post_message(node, &bob, DIRECT_CHAT, text).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(receives_once(&mut alice_on_a, "alice on a").await, text);
+        assert_eq!(receives_once(&mut bob_on_b, "bob on b").await, text);
+        assert_eq!(receives_once(&mut alice_on_c, "alice on c").await, text);
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ban_on_one_node_closes_the_users_sockets_on_the_others() {
+    let cluster = Cluster::start(2).await;
+    let (a, b) = (cluster.url(0), cluster.url(1));
+    let mut frank_on_b = connect(&b, "frank").await;
+    let mut alice_on_b = connect(&b, "alice").await;
+    let response = reqwest::Client::new()
+        .post(format!("{a}/api/dev/ban"))
+        .json(&serde_json::json!({"username": "frank"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        frank_on_b.closed_within(Duration::from_secs(5)).await,
+        "frank's socket on b is still open after a ban on a"
+    );
+    assert!(
+        !alice_on_b.closed_within(QUIET).await,
+        "the ban closed someone else's socket"
+    );
+    cluster.shutdown().await;
+}
+
+/// Engine sessions live in one node's memory: a polling request for a sid of node a sent to
+/// node b gets engine.io's "Session ID unknown" (so a load balancer must keep a client on its
+/// node: README, "Several nodes").
+#[tokio::test(flavor = "multi_thread")]
+async fn polling_to_another_nodes_sid_is_session_id_unknown() {
+    let cluster = Cluster::start(2).await;
+    let (a, b) = (cluster.url(0), cluster.url(1));
+    let cookie = session_cookie(&a, "alice").await;
+    let http = reqwest::Client::new();
+    let open = http
+        .get(format!("{a}/ws/?EIO=4&transport=polling"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 200);
+    let text = open.text().await.unwrap();
+    let handshake: serde_json::Value =
+        serde_json::from_str(text.strip_prefix('0').expect("an open packet")).unwrap();
+    let sid = handshake["sid"].as_str().unwrap().to_owned();
+    let elsewhere = http
+        .get(format!("{b}/ws/?EIO=4&transport=polling&sid={sid}"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 400);
+    assert_eq!(
+        elsewhere.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"code": 1, "message": "Session ID unknown"})
+    );
+    // On its own node the sid works.
+    let home = http
+        .get(format!("{a}/ws/?EIO=4&transport=polling&sid={sid}"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), 200);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_without_its_redis_refuses_to_start() {
+    let mut config = Config::ephemeral_dev();
+    config.adapter = AdapterConfig::Redis {
+        url: "redis://127.0.0.1:1".into(),
+        prefix: "scmarket-ws-test-unreachable".into(),
+    };
+    let error = match scmarket_ws::server::start(config).await {
+        Ok(_) => panic!("started without its Redis"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("cannot use Redis"), "{error}");
+}
