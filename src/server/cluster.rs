@@ -17,14 +17,21 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Sid;
 use socketioxide::{SocketIo, SocketIoBuilder};
-use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 
 use super::config::{AdapterConfig, EngineConfig};
+use super::redis_driver::NodeDriver;
 use super::{AppState, realtime};
 use crate::exit::CommandError;
 
+/// The Redis adapter on this crate's driver (`redis_driver.rs`).
+type RedisAdapter = CustomRedisAdapter<Emitter, NodeDriver>;
 /// The Redis-backed server.
-type RedisIo = SocketIo<RedisAdapter<Emitter>>;
+type RedisIo = SocketIo<RedisAdapter>;
+
+/// Requests from other nodes a node may have queued before it drops one (each a broadcast of
+/// a few hundred bytes): deep enough for a burst of posts on every other node.
+const ADAPTER_BUFFER: usize = 65_536;
 
 /// The Socket.IO server of this node, whichever adapter it runs on.
 #[derive(Clone)]
@@ -36,7 +43,7 @@ pub enum Io {
 /// The tower layer that serves the engine, typed like its server.
 pub enum Layer {
     Local(SocketIoLayer<LocalAdapter>),
-    Redis(SocketIoLayer<RedisAdapter<Emitter>>),
+    Redis(SocketIoLayer<RedisAdapter>),
 }
 
 impl Layer {
@@ -75,16 +82,21 @@ pub async fn build(
                 ))
             };
             let client = redis::Client::open(resp3(url)).map_err(|e| unreachable(&e))?;
-            let config = RedisAdapterConfig::new().with_prefix(prefix.clone());
-            let ctr = RedisAdapterCtr::new_with_redis_config(&client, config)
+            let config = RedisAdapterConfig::new()
+                .with_prefix(prefix.clone())
+                .with_stream_buffer(ADAPTER_BUFFER);
+            let driver = NodeDriver::connect(&client)
                 .await
                 .map_err(|e| unreachable(&e))?;
-            let builder = SocketIo::builder().with_adapter::<RedisAdapter<Emitter>>(ctr);
+            let ctr = RedisAdapterCtr::new_with_driver(driver, config);
+            let builder = SocketIo::builder().with_adapter::<RedisAdapter>(ctr);
             let (layer, io) = configure(builder, engine, path, app).build_layer();
-            type A = RedisAdapter<Emitter>;
-            io.ns("/", realtime::on_connect::<A>.with(realtime::admit::<A>))
-                .await
-                .map_err(|e| unreachable(&e))?;
+            io.ns(
+                "/",
+                realtime::on_connect::<RedisAdapter>.with(realtime::admit::<RedisAdapter>),
+            )
+            .await
+            .map_err(|e| unreachable(&e))?;
             tracing::info!(%url, %prefix, "rooms shared with the other nodes through Redis");
             Ok((Layer::Redis(layer), Io::Redis(io)))
         }

@@ -10,6 +10,7 @@ pub mod limits;
 pub mod metrics;
 pub mod origin;
 pub mod realtime;
+mod redis_driver;
 pub mod rest;
 pub mod routes;
 
