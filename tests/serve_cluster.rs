@@ -164,6 +164,94 @@ async fn polling_to_another_nodes_sid_is_session_id_unknown() {
     cluster.shutdown().await;
 }
 
+/// `serve` as a process of its own (so it can be killed); its base URL once it listens.
+fn serve_process(database: &str, prefix: &str) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = common::binary::command()
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            database,
+        ])
+        .args(["--adapter", REDIS, "--adapter-prefix", prefix])
+        .args(["--handshake-rate", "0", "--event-rate", "0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .and_then(Result::ok)
+            .expect("serve says where it listens");
+        if let Some(at) = line.find("listening on http://") {
+            let rest = &line[at + "listening on ".len()..];
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep reading, so the node never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+/// A node is killed (SIGKILL) 2 s into a load test over two nodes: its sessions come back on
+/// the other node, and every message posted after that reaches every member of its room.
+#[test]
+fn a_killed_nodes_sessions_come_back_on_the_other_and_receive() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("cluster.db").display().to_string();
+    let prefix = format!("scmarket-ws-test-kill-{}", std::process::id());
+    let (mut doomed, a) = serve_process(&database, &prefix);
+    let (mut survivor, b) = serve_process(&database, &prefix);
+    let report = dir.path().join("report.json");
+    let fixture = format!(
+        "{}/tests/fixtures/node-loss.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let run = common::binary::command()
+        .args([
+            "-q",
+            "load-test",
+            &fixture,
+            "--target",
+            &a,
+            "--target",
+            &b,
+            "-o",
+        ])
+        .arg(&report)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    doomed.kill().unwrap();
+    let _ = doomed.wait();
+    let out = run.wait_with_output().unwrap();
+    let _ = survivor.kill();
+    let _ = survivor.wait();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["sessions"]["connected"], 40, "{report}");
+    assert_eq!(report["counters"]["reconnects"], 40, "{report}");
+    // Half the sessions were on the killed node: the server closed nothing, the network did.
+    let lost = report["counters"]["disconnects_by_reason"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| *k != "client")
+                .map(|(_, v)| v.as_u64().unwrap())
+                .sum::<u64>()
+        })
+        .unwrap_or(0);
+    assert_eq!(lost, 20, "{report}");
+    assert_eq!(report["delivery"]["expected"], 400, "{report}");
+    assert_eq!(report["delivery"]["received"], 400, "{report}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_without_its_redis_refuses_to_start() {
     let mut config = Config::ephemeral_dev();
