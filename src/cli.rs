@@ -133,9 +133,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 100)]
     pub metrics_room_labels: usize,
     /// How this node shares rooms with the other nodes of a deployment: `local` (this node
-    /// alone) or a Redis URL (redis://127.0.0.1:6379; Redis 7 or later), through which a
-    /// broadcast, a ban's disconnect and a room's sockets reach every node.
-    #[arg(long, value_name = "local|redis://HOST:PORT", default_value = "local",
+    /// alone), a Redis URL (redis://127.0.0.1:6379; Redis 7 or later) or a PostgreSQL URL
+    /// (LISTEN/NOTIFY), through which a broadcast and a ban's disconnect reach every node.
+    #[arg(long, value_name = "local|redis://HOST:PORT|postgres://...", default_value = "local",
           value_parser = parse_adapter)]
     pub adapter: AdapterConfig,
     /// Prefix of the adapter's Redis channels: every node of one deployment uses the same, and
@@ -191,7 +191,11 @@ impl From<ServeArgs> for Config {
                     url,
                     prefix: args.adapter_prefix,
                 },
-                local => local,
+                AdapterConfig::Postgres { url, .. } => AdapterConfig::Postgres {
+                    url,
+                    prefix: args.adapter_prefix,
+                },
+                AdapterConfig::Local => AdapterConfig::Local,
             },
         }
     }

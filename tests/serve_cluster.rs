@@ -15,14 +15,71 @@ use scmarket_ws::server::{AdapterConfig, Config, LimitsConfig, RunningServer};
 const REDIS: &str = "redis://127.0.0.1:6379";
 const QUIET: Duration = Duration::from_millis(500);
 
+const POSTGRES: &str = "host=127.0.0.1 user=postgres";
+
+/// A database of its own on the local PostgreSQL, dropped with it.
+struct Database {
+    name: String,
+}
+
+impl Database {
+    async fn create() -> Database {
+        let name = format!(
+            "scmarket_ws_cluster_{}_{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        );
+        admin(&format!("CREATE DATABASE {name}")).await;
+        Database { name }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+
+    async fn drop(self) {
+        admin(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .await;
+    }
+}
+
+async fn admin(statement: &str) {
+    let (client, connection) = tokio_postgres::connect(
+        &format!("{POSTGRES} dbname=postgres"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 (is it running?): {e}"));
+    tokio::spawn(connection);
+    client
+        .batch_execute(statement)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
 /// A deployment of `count` nodes on one store file and one Redis prefix.
 struct Cluster {
     nodes: Vec<RunningServer>,
     _dir: tempfile::TempDir,
+    database: Option<Database>,
 }
 
 impl Cluster {
     async fn start(count: usize) -> Cluster {
+        Cluster::start_on(count, false).await
+    }
+
+    /// With `postgres`, the nodes share rooms through PostgreSQL NOTIFY on a database of their
+    /// own instead of Redis.
+    async fn start_on(count: usize, postgres: bool) -> Cluster {
+        let pg = if postgres {
+            Some(Database::create().await)
+        } else {
+            None
+        };
         let dir = tempfile::tempdir().unwrap();
         let database = dir.path().join("cluster.db").display().to_string();
         let prefix = format!(
@@ -36,16 +93,26 @@ impl Cluster {
             let mut config = Config::ephemeral_dev();
             config.store.database = database.clone();
             config.limits = LimitsConfig::off();
-            config.adapter = AdapterConfig::Redis {
-                url: REDIS.into(),
-                prefix: prefix.clone(),
+            config.adapter = match &pg {
+                None => AdapterConfig::Redis {
+                    url: REDIS.into(),
+                    prefix: prefix.clone(),
+                },
+                Some(db) => AdapterConfig::Postgres {
+                    url: db.url(),
+                    prefix: "scmarket_ws".into(),
+                },
             };
             let node = scmarket_ws::server::start(config)
                 .await
                 .unwrap_or_else(|e| panic!("a node on Redis at {REDIS} (is it running?): {e:#}"));
             nodes.push(node);
         }
-        Cluster { nodes, _dir: dir }
+        Cluster {
+            nodes,
+            _dir: dir,
+            database: pg,
+        }
     }
 
     fn url(&self, i: usize) -> String {
@@ -55,6 +122,9 @@ impl Cluster {
     async fn shutdown(self) {
         for node in self.nodes {
             node.shutdown().await;
+        }
+        if let Some(db) = self.database {
+            db.drop().await;
         }
     }
 }
@@ -81,7 +151,16 @@ async fn receives_once(socket: &mut RawSocket, who: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_post_on_any_node_reaches_every_socket_of_the_room_once() {
-    let cluster = Cluster::start(3).await;
+    posts_reach_every_socket_once(Cluster::start(3).await).await;
+}
+
+/// The same over the PostgreSQL adapter (the one measured against Redis).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_postgres_adapter_reaches_every_socket_once_too() {
+    posts_reach_every_socket_once(Cluster::start_on(3, true).await).await;
+}
+
+async fn posts_reach_every_socket_once(cluster: Cluster) {
     let (a, b, c) = (cluster.url(0), cluster.url(1), cluster.url(2));
     // alice and bob share the direct chat; each is joined to it on connect.
     let mut alice_on_a = connect(&a, "alice").await;

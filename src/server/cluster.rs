@@ -17,6 +17,7 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Sid;
 use socketioxide::{SocketIo, SocketIoBuilder};
+use socketioxide_postgres::{PostgresAdapterConfig, PostgresAdapterCtr, TokioPostgresAdapter};
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 
 use super::config::{AdapterConfig, EngineConfig};
@@ -38,12 +39,17 @@ const ADAPTER_BUFFER: usize = 65_536;
 pub enum Io {
     Local(SocketIo<LocalAdapter>),
     Redis(RedisIo),
+    Postgres(SocketIo<PostgresAdapter>),
 }
+
+/// The PostgreSQL adapter (LISTEN/NOTIFY) on tokio-postgres.
+type PostgresAdapter = TokioPostgresAdapter<Emitter>;
 
 /// The tower layer that serves the engine, typed like its server.
 pub enum Layer {
     Local(SocketIoLayer<LocalAdapter>),
     Redis(SocketIoLayer<RedisAdapter>),
+    Postgres(SocketIoLayer<PostgresAdapter>),
 }
 
 impl Layer {
@@ -52,6 +58,7 @@ impl Layer {
         match self {
             Layer::Local(layer) => router.layer(layer),
             Layer::Redis(layer) => router.layer(layer),
+            Layer::Postgres(layer) => router.layer(layer),
         }
     }
 }
@@ -100,6 +107,32 @@ pub async fn build(
             tracing::info!(%url, %prefix, "rooms shared with the other nodes through Redis");
             Ok((Layer::Redis(layer), Io::Redis(io)))
         }
+        AdapterConfig::Postgres { url, prefix } => {
+            let unreachable = |e: &dyn std::fmt::Display| {
+                CommandError::usage(format!(
+                    "--adapter {url}: cannot use PostgreSQL there ({e}); is it running?"
+                ))
+            };
+            let pg: tokio_postgres::Config = url.parse().map_err(|e| unreachable(&e))?;
+            let config = PostgresAdapterConfig::new().with_prefix(prefix.clone());
+            let ctr = PostgresAdapterCtr::new_with_tokio_postgres_config(
+                pg,
+                tokio_postgres::NoTls,
+                config,
+            )
+            .await
+            .map_err(|e| unreachable(&e))?;
+            let builder = SocketIo::builder().with_adapter::<PostgresAdapter>(ctr);
+            let (layer, io) = configure(builder, engine, path, app).build_layer();
+            io.ns(
+                "/",
+                realtime::on_connect::<PostgresAdapter>.with(realtime::admit::<PostgresAdapter>),
+            )
+            .await
+            .map_err(|e| unreachable(&e))?;
+            tracing::info!(%prefix, "rooms shared with the other nodes through PostgreSQL NOTIFY");
+            Ok((Layer::Postgres(layer), Io::Postgres(io)))
+        }
     }
 }
 
@@ -144,6 +177,7 @@ impl Io {
         match self {
             Io::Local(io) => io.to(room).emit(event, data).await,
             Io::Redis(io) => io.to(room).emit(event, data).await,
+            Io::Postgres(io) => io.to(room).emit(event, data).await,
         }
         .map_err(|e| e.to_string())
     }
@@ -158,6 +192,7 @@ impl Io {
         match self {
             Io::Local(io) => io.local().to(room).emit(event, data).await,
             Io::Redis(io) => io.local().to(room).emit(event, data).await,
+            Io::Postgres(io) => io.local().to(room).emit(event, data).await,
         }
         .map_err(|e| e.to_string())
     }
@@ -167,6 +202,7 @@ impl Io {
         match self {
             Io::Local(io) => io.to(room).disconnect().await,
             Io::Redis(io) => io.to(room).disconnect().await,
+            Io::Postgres(io) => io.to(room).disconnect().await,
         }
         .map_err(|e| e.to_string())
     }
@@ -176,6 +212,7 @@ impl Io {
         match self {
             Io::Local(io) => io.get_socket(sid).is_some(),
             Io::Redis(io) => io.get_socket(sid).is_some(),
+            Io::Postgres(io) => io.get_socket(sid).is_some(),
         }
     }
 
@@ -184,6 +221,7 @@ impl Io {
         match self {
             Io::Local(io) => io.sockets().len(),
             Io::Redis(io) => io.sockets().len(),
+            Io::Postgres(io) => io.sockets().len(),
         }
     }
 
@@ -192,6 +230,7 @@ impl Io {
         match self {
             Io::Local(io) => io.close().await,
             Io::Redis(io) => io.close().await,
+            Io::Postgres(io) => io.close().await,
         }
     }
 }

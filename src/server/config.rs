@@ -83,13 +83,16 @@ pub enum AdapterConfig {
     /// and `prefix`, and a broadcast, a room's disconnect or a fetch of sockets reaches every
     /// node.
     Redis { url: String, prefix: String },
+    /// PostgreSQL LISTEN/NOTIFY (`socketioxide-postgres`), the same sharing over a database
+    /// (measured against Redis in docs/BENCHMARKS.md).
+    Postgres { url: String, prefix: String },
 }
 
 /// The channel prefix nodes share when none is given.
 pub const DEFAULT_ADAPTER_PREFIX: &str = "scmarket-ws";
 
 impl AdapterConfig {
-    /// From `--adapter`: `local`, or a `redis://` / `rediss://` URL.
+    /// From `--adapter`: `local`, a `redis://` / `rediss://` URL, or a `postgres://` one.
     pub fn parse(text: &str, prefix: &str) -> Result<AdapterConfig, CommandError> {
         if text == "local" {
             return Ok(AdapterConfig::Local);
@@ -104,8 +107,12 @@ impl AdapterConfig {
                 url: text.to_owned(),
                 prefix: prefix.to_owned(),
             }),
+            "postgres" | "postgresql" => Ok(AdapterConfig::Postgres {
+                url: text.to_owned(),
+                prefix: prefix.to_owned(),
+            }),
             other => Err(CommandError::usage(format!(
-                "--adapter {text}: scheme `{other}` is not an adapter: write `local` or redis://HOST:PORT"
+                "--adapter {text}: scheme `{other}` is not an adapter: write `local`, redis://HOST:PORT or postgres://USER@HOST/DB"
             ))),
         }
     }
