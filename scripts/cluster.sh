@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cluster.sh: a load test past one process on this machine. Starts N `serve --dev` nodes as one
-# deployment (one store, the Redis adapter with a prefix of their own), runs `load-test --workers
+# deployment (one PostgreSQL store, the Redis adapter with a prefix of their own), runs `load-test --workers
 # W` over all of them, samples each node's memory and sessions, and writes everything to OUT:
 #
 #   report.json        the merged load-test report
@@ -12,15 +12,18 @@
 #   scripts/cluster.sh scenarios/c100k.yaml --nodes 3 --workers 2 -- --set 'phases.0={duration: 4s, arrival_rate: 500}'
 #
 # Options: --nodes N (3), --workers W (2), --adapter URL (redis://127.0.0.1:6379), --database DB
-# (a SQLite file in OUT; any `serve --database` value that every node can share), --out DIR (a
-# new temporary folder), --bin PATH (env SCMARKET_WS, else target/release/scmarket-ws). After
-# `--`, arguments for load-test. Exit code: load-test's.
+# (default: a new PostgreSQL database on 127.0.0.1:5432, user postgres, created with the dev
+# tables and demo data and dropped at the end; or any `serve --database` value every node can
+# share), --init (the first node creates the tables in --database, `serve --init`), --out DIR
+# (a new temporary folder), --bin PATH (env SCMARKET_WS, else target/release/scmarket-ws).
+# After `--`, arguments for load-test. Exit code: load-test's.
 set -euo pipefail
 
 NODES=3
 WORKERS=2
 ADAPTER=redis://127.0.0.1:6379
 DATABASE=
+INIT=
 OUT=
 BIN=${SCMARKET_WS:-}
 SCENARIO=
@@ -31,6 +34,7 @@ while [ $# -gt 0 ]; do
     --workers) WORKERS=$2; shift 2 ;;
     --adapter) ADAPTER=$2; shift 2 ;;
     --database) DATABASE=$2; shift 2 ;;
+    --init) INIT=--init; shift ;;
     --out) OUT=$2; shift 2 ;;
     --bin) BIN=$2; shift 2 ;;
     --) shift; EXTRA=("$@"); break ;;
@@ -45,7 +49,13 @@ BIN=${BIN:-$ROOT/target/release/scmarket-ws}
 [ -x "$BIN" ] || { echo "cluster.sh: no binary at $BIN (cargo build --release, or --bin)" >&2; exit 2; }
 OUT=${OUT:-$(mktemp -d -t scmarket-ws-cluster.XXXXXX)}
 mkdir -p "$OUT"
-DATABASE=${DATABASE:-$OUT/cluster.db}
+CREATED_DB=
+if [ -z "$DATABASE" ]; then
+  CREATED_DB="scmarket_ws_cluster_$$_$RANDOM"
+  createdb -h 127.0.0.1 -U postgres "$CREATED_DB"
+  DATABASE="postgres://postgres@127.0.0.1:5432/$CREATED_DB"
+  INIT=--init
+fi
 PREFIX="scmarket-ws-cluster-$$-$RANDOM"
 # Every session is an open file, on its node and in its worker.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -56,13 +66,18 @@ cleanup() {
   [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null || true
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "$CREATED_DB" ]; then
+    dropdb -h 127.0.0.1 -U postgres --if-exists --force "$CREATED_DB" 2>/dev/null || true
+  fi
 }
 trap cleanup EXIT
 
 URLS=()
 start_node() {
-  local k=$1 log="$OUT/node-$1.log"
-  NO_COLOR=1 "$BIN" serve --dev --database "$DATABASE" --listen 127.0.0.1:0 \
+  local k=$1 log="$OUT/node-$1.log" init=
+  # Only the first node creates the tables; the others open them.
+  [ "$k" = 1 ] && init=$INIT
+  NO_COLOR=1 "$BIN" serve --dev $init --database "$DATABASE" --listen 127.0.0.1:0 \
     --adapter "$ADAPTER" --adapter-prefix "$PREFIX" \
     --handshake-rate 0 --event-rate 0 --max-connections-per-user 0 2>"$log" &
   PIDS+=($!)

@@ -1,13 +1,17 @@
 //! `scripts/cluster.sh`, the script behind the 100,000-session run (`scenarios/c100k.yaml`),
-//! at 2,000 sessions: three `serve` nodes on one store and the Redis adapter, `load-test
+//! at 2,000 sessions: three `serve` nodes on one PostgreSQL store (a database of the test's own)
+//! and the Redis adapter, `load-test
 //! --workers 2` over all three. Every session connects, every message reaches every member of
 //! its room wherever the member's node is, and the script reports each node's memory.
+
+mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn the_c100k_script_at_2000_sessions_over_3_nodes_and_2_workers() {
+#[tokio::test(flavor = "multi_thread")]
+async fn the_c100k_script_at_2000_sessions_over_3_nodes_and_2_workers() {
+    let db = common::postgres::TestDatabase::create().await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = tempfile::tempdir().unwrap();
     let run = Command::new("bash")
@@ -16,6 +20,7 @@ fn the_c100k_script_at_2000_sessions_over_3_nodes_and_2_workers() {
         .args(["--nodes", "3", "--workers", "2", "--bin", env!("CARGO_BIN_EXE_scmarket-ws")])
         .arg("--out")
         .arg(out.path())
+        .args(["--database", &db.url, "--init"])
         .args([
             "--",
             "-q",

@@ -1,6 +1,6 @@
-//! Several `serve` nodes as one deployment: one store (a SQLite file in WAL mode, which every
-//! node opens) and the Redis adapter (Redis at 127.0.0.1:6379; each test its own channel
-//! prefix). A post on any node reaches every socket of the room once, whichever node holds it;
+//! Several `serve` nodes as one deployment: one PostgreSQL store (each test a database of its
+//! own) and the Redis adapter (Redis at 127.0.0.1:6379; each test its own channel prefix), or
+//! the PostgreSQL one. A post on any node reaches every socket of the room once, whichever node holds it;
 //! a ban on one node closes the user's sockets on the others; a polling request for a sid that
 //! lives on another node is answered as engine.io answers an unknown sid.
 
@@ -9,110 +9,68 @@ mod common;
 use std::time::Duration;
 
 use common::raw::RawSocket;
+use common::stores::TestStore;
 use common::*;
 use scmarket_ws::server::{AdapterConfig, Config, LimitsConfig, RunningServer};
+use scmarket_ws::store::postgres::notify;
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 const QUIET: Duration = Duration::from_millis(500);
+const ALICE: &str = "5c000000-0000-4000-8000-000000000001";
 
-const POSTGRES: &str = "host=127.0.0.1 user=postgres";
-
-/// A database of its own on the local PostgreSQL, dropped with it.
-struct Database {
-    name: String,
+/// The adapter the nodes share rooms through.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    Redis,
+    Postgres,
 }
 
-impl Database {
-    async fn create() -> Database {
-        let name = format!(
-            "scmarket_ws_cluster_{}_{:08x}",
-            std::process::id(),
-            fastrand::u32(..)
-        );
-        admin(&format!("CREATE DATABASE {name}")).await;
-        Database { name }
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
-    }
-
-    async fn drop(self) {
-        admin(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .await;
-    }
-}
-
-async fn admin(statement: &str) {
-    let (client, connection) = tokio_postgres::connect(
-        &format!("{POSTGRES} dbname=postgres"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 (is it running?): {e}"));
-    tokio::spawn(connection);
-    client
-        .batch_execute(statement)
-        .await
-        .unwrap_or_else(|e| panic!("{statement}: {e}"));
-}
-
-/// A deployment of `count` nodes on one store file and one Redis prefix.
+/// A deployment of `count` nodes on one PostgreSQL store (a database of the test's own with the
+/// demo data) and one adapter (Redis with a prefix of the test's own, or NOTIFY on the same
+/// database).
 struct Cluster {
     nodes: Vec<RunningServer>,
-    _dir: tempfile::TempDir,
-    database: Option<Database>,
+    store: TestStore,
 }
 
 impl Cluster {
     async fn start(count: usize) -> Cluster {
-        Cluster::start_on(count, false).await
+        Cluster::start_on(count, Via::Redis, false).await
     }
 
-    /// With `postgres`, the nodes share rooms through PostgreSQL NOTIFY on a database of their
-    /// own instead of Redis.
-    async fn start_on(count: usize, postgres: bool) -> Cluster {
-        let pg = if postgres {
-            Some(Database::create().await)
-        } else {
-            None
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let database = dir.path().join("cluster.db").display().to_string();
+    /// With `feed`, the database announces every new message (the NOTIFY trigger), and each
+    /// node emits what it hears to its own sockets.
+    async fn start_on(count: usize, via: Via, feed: bool) -> Cluster {
+        let store = TestStore::postgres().await;
+        let db = store.database().expect("a PostgreSQL store");
+        if feed {
+            db.execute(notify::INSTALL_SQL).await;
+        }
         let prefix = format!(
             "scmarket-ws-test-{}-{:08x}",
             std::process::id(),
             fastrand::u32(..)
         );
         let mut nodes = Vec::new();
-        // One after the other: the first creates and seeds the store, the others open it.
         for _ in 0..count {
-            let mut config = Config::ephemeral_dev();
-            config.store.database = database.clone();
+            let mut config = store.config();
             config.limits = LimitsConfig::off();
-            config.adapter = match &pg {
-                None => AdapterConfig::Redis {
+            config.adapter = match via {
+                Via::Redis => AdapterConfig::Redis {
                     url: REDIS.into(),
                     prefix: prefix.clone(),
                 },
-                Some(db) => AdapterConfig::Postgres {
-                    url: db.url(),
+                Via::Postgres => AdapterConfig::Postgres {
+                    url: db.url.clone(),
                     prefix: "scmarket_ws".into(),
                 },
             };
             let node = scmarket_ws::server::start(config)
                 .await
-                .unwrap_or_else(|e| panic!("a node on Redis at {REDIS} (is it running?): {e:#}"));
+                .unwrap_or_else(|e| panic!("a node (Redis at {REDIS}?): {e:#}"));
             nodes.push(node);
         }
-        Cluster {
-            nodes,
-            _dir: dir,
-            database: pg,
-        }
+        Cluster { nodes, store }
     }
 
     fn url(&self, i: usize) -> String {
@@ -123,9 +81,7 @@ impl Cluster {
         for node in self.nodes {
             node.shutdown().await;
         }
-        if let Some(db) = self.database {
-            db.drop().await;
-        }
+        drop(self.store);
     }
 }
 
@@ -157,7 +113,29 @@ async fn a_post_on_any_node_reaches_every_socket_of_the_room_once() {
 /// The same over the PostgreSQL adapter (the one measured against Redis).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_postgres_adapter_reaches_every_socket_once_too() {
-    posts_reach_every_socket_once(Cluster::start_on(3, true).await).await;
+    posts_reach_every_socket_once(Cluster::start_on(3, Via::Postgres, false).await).await;
+}
+
+/// With the database announcing every message, each node emits to its own sockets only: a
+/// REST post and a row inserted by another process each reach every socket once.
+#[tokio::test(flavor = "multi_thread")]
+async fn database_announced_messages_reach_every_socket_once() {
+    posts_reach_every_socket_once(Cluster::start_on(3, Via::Redis, true).await).await;
+    let cluster = Cluster::start_on(2, Via::Redis, true).await;
+    let (a, b) = (cluster.url(0), cluster.url(1));
+    let mut alice_on_a = connect(&a, "alice").await;
+    let mut bob_on_b = connect(&b, "bob").await;
+    let db = cluster.store.database().unwrap();
+    db.execute(&format!(
+        "INSERT INTO messages (content, author, chat_id) VALUES ('from psql', '{ALICE}', '{DIRECT_CHAT}')"
+    ))
+    .await;
+    assert_eq!(
+        receives_once(&mut alice_on_a, "alice on a").await,
+        "from psql"
+    );
+    assert_eq!(receives_once(&mut bob_on_b, "bob on b").await, "from psql");
+    cluster.shutdown().await;
 }
 
 async fn posts_reach_every_socket_once(cluster: Cluster) {
@@ -280,8 +258,11 @@ fn serve_process(database: &str, prefix: &str) -> (std::process::Child, String) 
 /// the other node, and every message posted after that reaches every member of its room.
 #[test]
 fn a_killed_nodes_sessions_come_back_on_the_other_and_receive() {
+    let store = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(TestStore::postgres());
+    let database = store.database().unwrap().url.clone();
     let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("cluster.db").display().to_string();
     let prefix = format!("scmarket-ws-test-kill-{}", std::process::id());
     let (mut doomed, a) = serve_process(&database, &prefix);
     let (mut survivor, b) = serve_process(&database, &prefix);

@@ -201,7 +201,7 @@ pub async fn prepare(scenario: &Scenario, shard: Shard) -> anyhow::Result<Prepar
                 })
                 .collect(),
         ),
-        Users::SessionsFile(_) => None,
+        Users::SessionsFile(_) | Users::None => None,
     };
 
     let (rooms, auto_joined): (Vec<String>, bool) = match (&scenario.setup.rooms, &usernames) {
@@ -220,7 +220,8 @@ pub async fn prepare(scenario: &Scenario, shard: Shard) -> anyhow::Result<Prepar
         (Some(Rooms::Count(_)), None) => {
             return Err(CommandError::usage(
                 "setup.rooms as a count creates chats through the dev helpers, which need \
-                 setup.users (dev login); with sessions_file, list existing chat ids instead",
+                 setup.users (dev login); with sessions_file or users: none, list existing chat \
+                 ids instead",
             )
             .into());
         }
@@ -244,6 +245,7 @@ pub async fn prepare(scenario: &Scenario, shard: Shard) -> anyhow::Result<Prepar
         (Users::Template(_), Some(names)) => {
             dev_logins(&api.clone().with_timeout(timeout), &names).await?
         }
+        (Users::None, _) => vec![String::new()],
         (Users::Template(_), None) => unreachable!("templates always render usernames"),
     };
     Ok(Prepared {
@@ -362,7 +364,16 @@ async fn dev_logins(api: &ApiClient, usernames: &[String]) -> anyhow::Result<Vec
             api.dev_login(name)
                 .await
                 .map(|login| login.session_cookie)
-                .map_err(|e| provisioning_error(&format!("dev login as {name}"), &e))
+                .map_err(|e| match e {
+                    ClientError::ApiStatus { status: 404, .. } => setup_error(format!(
+                        "dev login as {name}: {e}; the target has no dev helpers (only \
+                         `serve --dev` does), so give the users another way: \
+                         `setup.sessions_file` (one Cookie header or JWT per line, e.g. from \
+                         `scmarket-ws session-cookie`), or `setup.users: none` for sessions \
+                         without credentials"
+                    )),
+                    e => provisioning_error(&format!("dev login as {name}"), &e),
+                })
         })
         .buffered(PROVISIONING_CONCURRENCY)
         .try_collect()

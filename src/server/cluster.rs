@@ -8,8 +8,8 @@
 //!
 //! With Redis, a broadcast to a room and a room's disconnect reach the sockets of every node
 //! (socketioxide-redis publishes the request; each node applies it to its own sockets), while
-//! [`Io::emit_local`] stays on this node: for messages every node learns of by itself (from the
-//! database), so that each socket gets them once.
+//! [`Io::to_room_on_this_node`] stays on this node: for messages every node learns of by itself
+//! (the database's NOTIFY feed, `feed.rs`), so that each socket gets them once.
 
 use serde::Serialize;
 use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
@@ -22,7 +22,7 @@ use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr
 
 use super::config::{AdapterConfig, EngineConfig};
 use super::redis_driver::NodeDriver;
-use super::{AppState, realtime};
+use super::{AppState, delivery, realtime};
 use crate::exit::CommandError;
 
 /// The Redis adapter on this crate's driver (`redis_driver.rs`).
@@ -149,6 +149,7 @@ fn configure<A: Adapter>(
         .ping_timeout(engine.ping_timeout)
         .connect_timeout(engine.connect_timeout)
         .max_payload(engine.max_payload)
+        .max_buffer_size(engine.socket_buffer)
         .ws_max_message_size(max_payload)
         .ws_max_frame_size(max_payload)
         .with_state(app)
@@ -167,34 +168,36 @@ fn resp3(url: &str) -> String {
 }
 
 impl Io {
-    /// Emit `event` to every socket in `room`, on every node.
-    pub async fn emit_to<T: Serialize + ?Sized>(
+    /// Emit `event` to every socket in `room`, on every node; a socket of this node that
+    /// cannot take it is disconnected (`delivery.rs`). Answers the deliveries dropped here.
+    pub async fn to_room<T: Serialize + ?Sized>(
         &self,
-        room: String,
+        app: &AppState,
+        room: &str,
         event: &str,
         data: &T,
-    ) -> Result<(), String> {
+    ) -> usize {
         match self {
-            Io::Local(io) => io.to(room).emit(event, data).await,
-            Io::Redis(io) => io.to(room).emit(event, data).await,
-            Io::Postgres(io) => io.to(room).emit(event, data).await,
+            Io::Local(io) => delivery::to_room(io, app, room, event, data).await,
+            Io::Redis(io) => delivery::to_room(io, app, room, event, data).await,
+            Io::Postgres(io) => delivery::to_room(io, app, room, event, data).await,
         }
-        .map_err(|e| e.to_string())
     }
 
-    /// Emit `event` to the sockets in `room` on this node only.
-    pub async fn emit_local<T: Serialize + ?Sized>(
+    /// As [`Io::to_room`], to this node's sockets only: for messages every node learns of by
+    /// itself (the database's announcements), which a broadcast would deliver once per node.
+    pub async fn to_room_on_this_node<T: Serialize + ?Sized>(
         &self,
-        room: String,
+        app: &AppState,
+        room: &str,
         event: &str,
         data: &T,
-    ) -> Result<(), String> {
+    ) -> usize {
         match self {
-            Io::Local(io) => io.local().to(room).emit(event, data).await,
-            Io::Redis(io) => io.local().to(room).emit(event, data).await,
-            Io::Postgres(io) => io.local().to(room).emit(event, data).await,
+            Io::Local(io) => delivery::to_room_on_this_node(io, app, room, event, data).await,
+            Io::Redis(io) => delivery::to_room_on_this_node(io, app, room, event, data).await,
+            Io::Postgres(io) => delivery::to_room_on_this_node(io, app, room, event, data).await,
         }
-        .map_err(|e| e.to_string())
     }
 
     /// Close every socket in `room`, on every node.

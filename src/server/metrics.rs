@@ -46,6 +46,8 @@ pub struct Metrics {
     pub handshakes_refused: Family<ReasonLabel, Counter>,
     pub rate_limited: Family<LimitLabel, Counter>,
     pub events_received: Family<EventLabel, Counter>,
+    pub disconnects: Family<ReasonLabel, Counter>,
+    pub deliveries_dropped: Counter,
     labelled_rooms: Mutex<HashSet<String>>,
     room_label_cap: usize,
 }
@@ -128,6 +130,18 @@ impl Metrics {
             "Socket.IO events received (unknown event names count as event=\"unknown\")",
             events_received.clone(),
         );
+        let disconnects = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "disconnects",
+            "Socket.IO sockets disconnected, by reason (slow_consumer: its buffer overflowed)",
+            disconnects.clone(),
+        );
+        let deliveries_dropped = Counter::default();
+        registry.register(
+            "deliveries_dropped",
+            "Broadcast deliveries dropped on a full socket buffer (each such socket is disconnected)",
+            deliveries_dropped.clone(),
+        );
         Metrics {
             registry,
             connections_active,
@@ -142,6 +156,8 @@ impl Metrics {
             handshakes_refused,
             rate_limited,
             events_received,
+            disconnects,
+            deliveries_dropped,
             labelled_rooms: Mutex::new(HashSet::new()),
             room_label_cap,
         }
@@ -175,6 +191,10 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc();
+    }
+
+    pub fn disconnect_reason(&self, reason: &str) {
+        Self::reason(&self.disconnects, reason);
     }
 
     pub fn limited(&self, limit: &str) {

@@ -5,9 +5,13 @@ pub mod access;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod connections;
+pub mod delivery;
+pub mod feed;
 pub mod handshake;
 pub mod limits;
 pub mod metrics;
+pub mod open;
 pub mod origin;
 pub mod realtime;
 mod redis_driver;
@@ -26,16 +30,16 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::exit::CommandError;
-use crate::store::fixtures::{DEMO_YAML, Fixtures};
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 use auth::Secrets;
 pub use cluster::Io;
 pub use config::{
-    AdapterConfig, Config, DEFAULT_ADAPTER_PREFIX, EngineConfig, LimitsConfig, SecretsConfig,
-    StoreConfig,
+    AdapterConfig, Config, DEFAULT_ADAPTER_PREFIX, EngineConfig, LimitsConfig, PoolConfig,
+    SecretsConfig, StoreConfig,
 };
 use limits::Limits;
 use metrics::Metrics;
+pub use open::{OpenedStore, open_store};
 use origin::OriginPolicy;
 use routes::Route;
 
@@ -49,6 +53,9 @@ pub struct App {
     pub engine_path: String,
     /// Whether the dev-only routes are mounted (and so documented in `/openapi.json`).
     pub dev: bool,
+    /// The database announces every new message (`feed.rs` emits them), so the REST route
+    /// stores without emitting: one `serverMessage` per message.
+    pub messages_from_database: bool,
 }
 
 #[derive(Clone)]
@@ -66,32 +73,6 @@ impl Deref for AppState {
 pub struct HttpState {
     pub app: AppState,
     pub io: Io,
-}
-
-/// Open the store, migrate, and seed it: the `seed` fixtures file when given, the demo data
-/// when the database is new.
-pub async fn open_store(
-    database: &str,
-    seed: Option<&std::path::Path>,
-) -> anyhow::Result<SqliteStore> {
-    let (store, fresh) = SqliteStore::open(database)
-        .await
-        .map_err(|e| CommandError::usage(e.to_string()))?;
-    if let Some(path) = seed {
-        let fixtures = Fixtures::read(path).map_err(|e| CommandError::usage(e.to_string()))?;
-        store
-            .load_fixtures(&fixtures)
-            .await
-            .map_err(|e| CommandError::usage(format!("{}: {e}", path.display())))?;
-        tracing::info!(seed = %path.display(), "loaded fixtures");
-    } else if fresh {
-        let demo = Fixtures::parse(DEMO_YAML, "demo data")?;
-        store.load_fixtures(&demo).await?;
-        tracing::info!(
-            "new database: seeded the demo data (users alice, bob, carol, dave, erin, frank, admin)"
-        );
-    }
-    Ok(store)
 }
 
 /// Bind with a deep accept queue: a connect storm of thousands of sessions per second overflows
@@ -157,18 +138,20 @@ impl RunningServer {
 
 /// Start a server as `config` says, on its own tasks; it runs until [`RunningServer::shutdown`].
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    config.check_exposure()?;
     let secrets = config.secrets.resolve(config.dev)?;
     let path = config.engine.mounted_path()?;
-    let store = open_store(&config.store.database, config.store.seed.as_deref()).await?;
+    let opened = open_store(&config.store, config.dev).await?;
 
     let app = AppState(Arc::new(App {
-        store: Arc::new(store),
+        store: opened.store,
         secrets,
         metrics: Metrics::new(config.metrics_room_labels),
         limits: Limits::new(&config.limits),
         origins: OriginPolicy::for_server(&config.allowed_origins, config.dev),
         engine_path: path.clone(),
         dev: config.dev,
+        messages_from_database: opened.messages.is_some(),
     }));
 
     let engine = &config.engine;
@@ -226,7 +209,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .await
     });
     let housekeeping_app = app.clone();
+    let feed = opened.messages.map(|source| {
+        let (messages, listener) = source.start();
+        let emitter = tokio::spawn(feed::run(messages, io.clone(), app.clone()));
+        (listener, emitter)
+    });
     let housekeeping = tokio::spawn(async move {
+        // The feed's tasks live as long as the server: aborting this task drops them.
+        let _feed = feed.map(|(listener, emitter)| (AbortOnDrop(listener), AbortOnDrop(emitter)));
         let mut every = tokio::time::interval(Duration::from_secs(60));
         loop {
             every.tick().await;
@@ -241,6 +231,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         io,
         app,
     })
+}
+
+/// Ends a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The handler of each route of the table (`routes.rs`); `apidoc::server_doc` documents the

@@ -3,8 +3,6 @@
 //! Production semantics hold for clients that ask for no acknowledgement: a refused join is
 //! silent. A client that asks for one gets `{"ok": true}` or `{"ok": false, "error": ...}`.
 
-use std::time::Instant;
-
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
@@ -14,6 +12,8 @@ use uuid::Uuid;
 use super::AppState;
 use super::access::can_view_chat;
 use super::auth::Authenticated;
+use super::connections::OpenSocket;
+use super::delivery::SlowConsumer;
 use super::limits::EventLimiter;
 use super::metrics::Metrics;
 use crate::protocol::{CLIENT_JOIN_ROOM, CLIENT_LEAVE_ROOM, ChatId, RoomAck, RoomError};
@@ -23,7 +23,6 @@ use crate::protocol::{CLIENT_JOIN_ROOM, CLIENT_LEAVE_ROOM, ChatId, RoomAck, Room
 pub struct SocketSession {
     pub user_id: Uuid,
     pub username: String,
-    pub connected_at: Instant,
     pub limiter: EventLimiter,
 }
 
@@ -58,10 +57,12 @@ pub async fn admit<A: Adapter>(
         return Err(AdmitError::NotAuthenticated);
     };
     let user = authenticated.user;
-    if !app.limits.user_has_room(user.user_id) {
+    // Counted before anything else so a concurrent handshake of the same user sees it; given
+    // back when the socket is dropped, also when this middleware fails below.
+    let Some(open_socket) = OpenSocket::take(&app, user.user_id) else {
         app.metrics.limited("connections_per_user");
         return Err(AdmitError::TooManyConnections);
-    }
+    };
     let chats = match app.store.participant_chats(user.user_id).await {
         Ok(chats) => chats,
         Err(e) => {
@@ -73,24 +74,16 @@ pub async fn admit<A: Adapter>(
     socket.join(user_room(user.user_id));
     socket.join(chats.iter().map(ChatId::room).collect::<Vec<_>>());
 
+    socket.extensions.insert(open_socket);
     socket.extensions.insert(SocketSession {
         user_id: user.user_id,
         username: user.username.clone(),
-        connected_at: Instant::now(),
         limiter: app.limits.event_limiter(),
     });
     socket.on(CLIENT_JOIN_ROOM, on_join::<A>);
     socket.on(CLIENT_LEAVE_ROOM, on_leave::<A>);
     socket.on_fallback(on_unknown_event::<A>);
     socket.on_disconnect(on_disconnect::<A>);
-
-    let open = app.limits.connected(user.user_id);
-    if open == 1 {
-        app.metrics.users_connected.inc();
-    }
-    app.metrics.connections_per_user.observe(f64::from(open));
-    app.metrics.connections_active.inc();
-    app.metrics.connections_total.inc();
     tracing::debug!(socket = %socket.id, user = %user.username, rooms = chats.len(), "socket connected");
     Ok(())
 }
@@ -98,22 +91,35 @@ pub async fn admit<A: Adapter>(
 /// The connect handler proper has nothing left to do: `admit` did it before CONNECT was sent.
 pub async fn on_connect<A: Adapter>(_socket: SocketRef<A>) {}
 
+/// The counts are given back when the socket is dropped (`connections.rs`), not here: this
+/// handler does not run for a socket whose engine closed before CONNECT could be sent.
 async fn on_disconnect<A: Adapter>(
     socket: SocketRef<A>,
     reason: DisconnectReason,
     State(app): State<AppState>,
 ) {
+    // A slow consumer was counted when it was found (`delivery.rs`).
+    if socket.extensions.get::<SlowConsumer>().is_none() {
+        app.metrics.disconnect_reason(disconnect_label(reason));
+    }
     let Some(session) = socket.extensions.get::<SocketSession>() else {
         return;
     };
-    if app.limits.disconnected(session.user_id) == 0 {
-        app.metrics.users_connected.dec();
-    }
-    app.metrics.connections_active.dec();
-    app.metrics
-        .connection_duration
-        .observe(session.connected_at.elapsed().as_secs_f64());
     tracing::debug!(socket = %socket.id, user = %session.username, ?reason, "socket disconnected");
+}
+
+/// The `reason` label of `scmarket_ws_disconnects_total`.
+fn disconnect_label(reason: DisconnectReason) -> &'static str {
+    match reason {
+        DisconnectReason::TransportClose => "transport_close",
+        DisconnectReason::MultipleHttpPollingError => "multiple_polling",
+        DisconnectReason::PacketParsingError => "packet_parsing_error",
+        DisconnectReason::TransportError => "transport_error",
+        DisconnectReason::HeartbeatTimeout => "heartbeat_timeout",
+        DisconnectReason::ClientNSDisconnect => "client_disconnect",
+        DisconnectReason::ServerNSDisconnect => "server_disconnect",
+        DisconnectReason::ClosingServer => "closing_server",
+    }
 }
 
 /// The chat id of a `{ "chat_id": string }` argument. Production crashes on a null or missing
@@ -192,7 +198,7 @@ async fn join<A: Adapter, E>(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "store failed while checking a join");
-            RoomError::Internal
+            RoomError::StoreError
         })?
         .ok_or(RoomError::AccountDisabled)?;
     if !user.is_active() {

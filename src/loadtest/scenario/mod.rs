@@ -78,6 +78,9 @@ pub enum Users {
     Template(Template),
     /// One cookie or JWT per line, resolved relative to the scenario file.
     SessionsFile(PathBuf),
+    /// `users: none`: sessions without credentials, for a server that needs none (or takes any
+    /// cookie); posts go without a cookie too.
+    None,
 }
 
 #[derive(Debug, Clone, PartialEq)]

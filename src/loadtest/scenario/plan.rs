@@ -32,6 +32,7 @@ impl Scenario {
         let users = match &self.setup.users {
             Users::Template(t) => format!("dev login as \"{t}\""),
             Users::SessionsFile(p) => format!("sessions from {}", p.display()),
+            Users::None => "no credentials (users: none)".to_string(),
         };
         let rooms = match &self.setup.rooms {
             None => "no rooms".to_owned(),

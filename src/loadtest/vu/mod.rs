@@ -31,7 +31,7 @@ use crate::client::{
     self, ConnectOptions, DisconnectKind, ErrorClass, Session, SessionEvent, SessionHandle,
 };
 use crate::protocol::PostMessageRequest;
-use membership::Stay;
+use membership::{Joining, Stay};
 
 /// Backoff between reconnect attempts: doubling from the start to the cap, plus jitter.
 const RECONNECT_BACKOFF_START: Duration = Duration::from_millis(100);
@@ -75,6 +75,8 @@ pub struct VirtualUser {
     session: Option<Live>,
     /// Rooms this session is or was in (each open stay counted once in the run's room table).
     stays: Vec<Stay>,
+    /// Joins sent without an answer yet, not counted in the room table until one is proven.
+    joining: Vec<Joining>,
     pending: VecDeque<(String, Value)>,
     recorder: Recorder,
     /// Open model: when this user was due to arrive; its first connect is timed from here.
@@ -122,6 +124,7 @@ impl VirtualUser {
             node,
             session: None,
             stays: Vec::new(),
+            joining: Vec::new(),
             pending: VecDeque::new(),
             recorder,
             scheduled,
@@ -291,6 +294,9 @@ impl VirtualUser {
         match result {
             Ok(session) => {
                 let (handle, events, info) = session.into_parts();
+                // Events of an earlier session are history: a `wait_for` after a reconnect
+                // waits for what this session receives.
+                self.pending.clear();
                 self.recorder.record(Latency::EngineOpen, info.engine_open);
                 self.recorder
                     .record_since(Latency::Connect, reference.into_std());
@@ -348,6 +354,7 @@ impl VirtualUser {
             self.shared.metrics.session_closed(DisconnectKind::Client);
         }
         self.stays.clear();
+        self.joining.clear();
     }
 
     async fn post_message(

@@ -75,6 +75,10 @@ impl Validator {
                 );
                 None
             }
+            // The one word that is not a username template: sessions without credentials.
+            (Some(users), None) if matches!(&users.value, Value::Str(s) if s == "none") => {
+                Some(Users::None)
+            }
             (Some(users), None) => self
                 .template(users, "setup.users", USER_VARS)
                 .map(Users::Template),
