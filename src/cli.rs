@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::protocol;
 use crate::server::config::DEFAULT_SOCKET_BUFFER;
-use crate::server::{Config, EngineConfig, LimitsConfig, PoolConfig, SecretsConfig, StoreConfig};
+use crate::server::{
+    AdapterConfig, Config, EngineConfig, LimitsConfig, PoolConfig, SecretsConfig, StoreConfig,
+};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -188,6 +190,20 @@ pub struct ServeArgs {
     /// counted under room="other" so the metric's cardinality stays bounded.
     #[arg(long, default_value_t = 100)]
     pub metrics_room_labels: usize,
+    /// How this node shares rooms with the other nodes of a deployment: `local` (this node
+    /// alone), a Redis URL (redis://127.0.0.1:6379; Redis 7 or later) or a PostgreSQL URL
+    /// (LISTEN/NOTIFY), through which a broadcast and a ban's disconnect reach every node.
+    #[arg(long, value_name = "local|redis://HOST:PORT|postgres://...", default_value = "local",
+          value_parser = parse_adapter)]
+    pub adapter: AdapterConfig,
+    /// Prefix of the adapter's Redis channels: every node of one deployment uses the same, and
+    /// two deployments on one Redis use different ones.
+    #[arg(long, value_name = "PREFIX", default_value = crate::server::DEFAULT_ADAPTER_PREFIX)]
+    pub adapter_prefix: String,
+}
+
+fn parse_adapter(text: &str) -> Result<AdapterConfig, String> {
+    AdapterConfig::parse(text, crate::server::DEFAULT_ADAPTER_PREFIX).map_err(|e| e.to_string())
 }
 
 /// The PostgreSQL connection pool (ignored for SQLite).
@@ -284,6 +300,17 @@ impl From<ServeArgs> for Config {
                 header_read_timeout: args.header_read_timeout,
             },
             metrics_room_labels: args.metrics_room_labels,
+            adapter: match args.adapter {
+                AdapterConfig::Redis { url, .. } => AdapterConfig::Redis {
+                    url,
+                    prefix: args.adapter_prefix,
+                },
+                AdapterConfig::Postgres { url, .. } => AdapterConfig::Postgres {
+                    url,
+                    prefix: args.adapter_prefix,
+                },
+                AdapterConfig::Local => AdapterConfig::Local,
+            },
         }
     }
 }
@@ -540,9 +567,23 @@ pub struct LoadTestArgs {
     /// `--set phases.0.vus=10`, `--set name=nightly`, `--set setup.rooms=5`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Run against this URL instead of the scenario's target (e.g. http://127.0.0.1:7000).
+    /// Run against this URL instead of the scenario's target (e.g. http://127.0.0.1:7000);
+    /// repeat it for the nodes of one deployment (virtual users are spread over them).
     #[arg(long, value_name = "URL")]
-    pub target: Option<String>,
+    pub target: Vec<String>,
+    /// Run shard K of N of the scenario (1 <= K <= N): every Nth arrival, virtual user and room,
+    /// so that N generators (on N machines) run one test; `report merge` joins their reports.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::loadtest::shard::Shard>,
+    /// Fork N worker processes of this binary, each running its share of the scenario (arrival
+    /// rate, virtual users, rooms), and merge their reports into one (1 to 64). Past one
+    /// process's open-file limit, or its cores.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::loadtest::workers::MAX_WORKERS)))]
+    pub workers: u32,
+    /// Run as a worker of `--workers`: progress as JSON lines on stdout, no printed report.
+    #[arg(long, hide = true)]
+    pub worker: bool,
     /// Write the JSON report here (schema: docs/REPORT_SCHEMA.md).
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,

@@ -42,6 +42,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Rooms that get their own label in `/metrics`; later rooms are counted as `other`.
     pub metrics_room_labels: usize,
+    /// How this node shares rooms with the other nodes of a deployment.
+    pub adapter: AdapterConfig,
 }
 
 impl Default for Config {
@@ -56,6 +58,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             limits: LimitsConfig::default(),
             metrics_room_labels: 100,
+            adapter: AdapterConfig::Local,
         }
     }
 }
@@ -115,6 +118,51 @@ impl Config {
                 ..StoreConfig::default()
             },
             ..Config::default()
+        }
+    }
+}
+
+/// The Socket.IO adapter: where a broadcast goes beyond this process's own sockets.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum AdapterConfig {
+    /// This node alone: rooms live in its memory (one node per deployment).
+    #[default]
+    Local,
+    /// Redis pub/sub (`socketioxide-redis`): every node of a deployment uses the same Redis
+    /// and `prefix`, and a broadcast, a room's disconnect or a fetch of sockets reaches every
+    /// node.
+    Redis { url: String, prefix: String },
+    /// PostgreSQL LISTEN/NOTIFY (`socketioxide-postgres`), the same sharing over a database
+    /// (measured against Redis in docs/BENCHMARKS.md).
+    Postgres { url: String, prefix: String },
+}
+
+/// The channel prefix nodes share when none is given.
+pub const DEFAULT_ADAPTER_PREFIX: &str = "scmarket-ws";
+
+impl AdapterConfig {
+    /// From `--adapter`: `local`, a `redis://` / `rediss://` URL, or a `postgres://` one.
+    pub fn parse(text: &str, prefix: &str) -> Result<AdapterConfig, CommandError> {
+        if text == "local" {
+            return Ok(AdapterConfig::Local);
+        }
+        let url = url::Url::parse(text).map_err(|e| {
+            CommandError::usage(format!(
+                "--adapter {text}: write `local` or a Redis URL such as redis://127.0.0.1:6379 ({e})"
+            ))
+        })?;
+        match url.scheme() {
+            "redis" | "rediss" => Ok(AdapterConfig::Redis {
+                url: text.to_owned(),
+                prefix: prefix.to_owned(),
+            }),
+            "postgres" | "postgresql" => Ok(AdapterConfig::Postgres {
+                url: text.to_owned(),
+                prefix: prefix.to_owned(),
+            }),
+            other => Err(CommandError::usage(format!(
+                "--adapter {text}: scheme `{other}` is not an adapter: write `local`, redis://HOST:PORT or postgres://USER@HOST/DB"
+            ))),
         }
     }
 }

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};
 
@@ -34,8 +35,8 @@ const DISCONNECT_GIVE_UP: Duration = Duration::from_secs(300);
 
 /// Emit `event` with `data` to every socket in `room`; a socket whose buffer is full is
 /// disconnected (see the module documentation). Answers how many deliveries were dropped.
-pub async fn to_room<T: Serialize + ?Sized>(
-    io: &SocketIo,
+pub async fn to_room<A: Adapter, T: Serialize + ?Sized>(
+    io: &SocketIo<A>,
     app: &AppState,
     room: &str,
     event: &str,
@@ -48,8 +49,8 @@ pub async fn to_room<T: Serialize + ?Sized>(
 /// As [`to_room`], to this node's sockets only: for what every node hears by itself (the
 /// database's announcements, `feed.rs`), which a broadcast through an adapter would deliver
 /// once per node.
-pub async fn to_room_on_this_node<T: Serialize + ?Sized>(
-    io: &SocketIo,
+pub async fn to_room_on_this_node<A: Adapter, T: Serialize + ?Sized>(
+    io: &SocketIo<A>,
     app: &AppState,
     room: &str,
     event: &str,
@@ -60,8 +61,8 @@ pub async fn to_room_on_this_node<T: Serialize + ?Sized>(
 }
 
 /// Finds and disconnects the sockets whose buffers were full, if any were.
-fn after_broadcast(
-    io: &SocketIo,
+fn after_broadcast<A: Adapter>(
+    io: &SocketIo<A>,
     app: &AppState,
     room: &str,
     sent: Result<(), BroadcastError>,
@@ -116,14 +117,14 @@ impl Serialize for Probe {
 /// Whether the socket's buffer is full, found without sending anything: socketioxide reserves
 /// a buffer slot before serialising, so a full buffer fails the reservation, and otherwise the
 /// probe's serialisation fails and the reserved slot is given back unused.
-fn buffer_is_full(socket: &SocketRef) -> bool {
+fn buffer_is_full<A: Adapter>(socket: &SocketRef<A>) -> bool {
     matches!(
         socket.emit("", &Probe),
         Err(SendError::Socket(SocketError::InternalChannelFull))
     )
 }
 
-fn disconnect_slow_consumer(socket: SocketRef, app: &AppState) {
+fn disconnect_slow_consumer<A: Adapter>(socket: SocketRef<A>, app: &AppState) {
     if socket.extensions.get::<SlowConsumer>().is_some() {
         return;
     }

@@ -8,17 +8,17 @@
 //! would reach each socket once per node. Local emission from every node delivers each
 //! message exactly once.
 
-use socketioxide::SocketIo;
 use tokio::sync::mpsc;
 
-use super::{AppState, delivery};
+use super::{AppState, Io};
 use crate::protocol::{ChatMessage, SERVER_MESSAGE};
 
 /// Emit every message of `feed` until it closes.
-pub async fn run(mut feed: mpsc::Receiver<ChatMessage>, io: SocketIo, app: AppState) {
+pub async fn run(mut feed: mpsc::Receiver<ChatMessage>, io: Io, app: AppState) {
     while let Some(message) = feed.recv().await {
         let room = message.chat_id.room();
-        delivery::to_room_on_this_node(&io, &app, &room, SERVER_MESSAGE, &message).await;
+        io.to_room_on_this_node(&app, &room, SERVER_MESSAGE, &message)
+            .await;
         app.metrics.message_sent(&room);
     }
 }

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::Io;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use http::{HeaderValue, Method, StatusCode, header};
-use socketioxide::SocketIo;
 use socketioxide::socket::Sid;
 
 use super::AppState;
@@ -35,14 +35,14 @@ const MAX_REWRITTEN_BODY: usize = 16 * 1024;
 /// polling sessions it saw open, since engineioxide does not say which engine sessions exist.
 pub struct Gate {
     app: AppState,
-    io: SocketIo,
+    io: Io,
     polling: PollingSessions,
 }
 
 impl Gate {
     /// `connect_timeout` is how long an engine session may live without a namespace CONNECT:
     /// after it, a session is either a namespace socket or closed.
-    pub fn new(app: AppState, io: SocketIo, connect_timeout: Duration) -> Arc<Gate> {
+    pub fn new(app: AppState, io: Io, connect_timeout: Duration) -> Arc<Gate> {
         Arc::new(Gate {
             app,
             io,
@@ -59,7 +59,7 @@ impl Gate {
         self.polling.contains(sid)
             || sid
                 .parse::<Sid>()
-                .is_ok_and(|sid| self.io.get_socket(sid).is_some())
+                .is_ok_and(|sid| self.io.has_local_socket(sid))
     }
 }
 

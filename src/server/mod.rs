@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod delivery;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod open;
 pub mod origin;
 pub mod realtime;
+mod redis_driver;
 pub mod rest;
 pub mod routes;
 
@@ -25,15 +27,17 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::{MethodRouter, get, post};
-use socketioxide::SocketIo;
-use socketioxide::handler::ConnectHandler;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::exit::CommandError;
 use crate::store::Store;
 use auth::Secrets;
-pub use config::{Config, EngineConfig, LimitsConfig, PoolConfig, SecretsConfig, StoreConfig};
+pub use cluster::Io;
+pub use config::{
+    AdapterConfig, Config, DEFAULT_ADAPTER_PREFIX, EngineConfig, LimitsConfig, PoolConfig,
+    SecretsConfig, StoreConfig,
+};
 use limits::Limits;
 use metrics::Metrics;
 pub use open::{OpenedStore, open_store};
@@ -69,7 +73,7 @@ impl Deref for AppState {
 #[derive(Clone)]
 pub struct HttpState {
     pub app: AppState,
-    pub io: SocketIo,
+    pub io: Io,
 }
 
 /// Bind with a deep accept queue: a connect storm of thousands of sessions per second overflows
@@ -94,7 +98,7 @@ pub struct RunningServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     housekeeping: JoinHandle<()>,
-    io: SocketIo,
+    io: Io,
     app: AppState,
 }
 
@@ -111,13 +115,13 @@ impl RunningServer {
     pub fn app(&self) -> &AppState {
         &self.app
     }
-    /// The Socket.IO server, for benches and tests that broadcast directly.
-    pub fn io(&self) -> &SocketIo {
+    /// The Socket.IO server (and its adapter), for benches and tests that broadcast directly.
+    pub fn io(&self) -> &cluster::Io {
         &self.io
     }
-    /// Sockets currently connected to the default namespace.
+    /// Sockets currently connected to this node's default namespace.
     pub fn socket_count(&self) -> usize {
-        self.io.sockets().len()
+        self.io.local_socket_count()
     }
     /// Stop accepting, close every socket and wait for the server task to end.
     pub async fn shutdown(mut self) {
@@ -156,19 +160,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     }));
 
     let engine = &config.engine;
-    let max_payload = usize::try_from(engine.max_payload).unwrap_or(usize::MAX);
-    let (layer, io) = SocketIo::builder()
-        .req_path(path.clone())
-        .ping_interval(engine.ping_interval)
-        .ping_timeout(engine.ping_timeout)
-        .connect_timeout(engine.connect_timeout)
-        .max_payload(engine.max_payload)
-        .max_buffer_size(engine.socket_buffer)
-        .ws_max_message_size(max_payload)
-        .ws_max_frame_size(max_payload)
-        .with_state(app.clone())
-        .build_layer();
-    io.ns("/", realtime::on_connect.with(realtime::admit));
+    let (layer, io) = cluster::build(&config.adapter, engine, &path, app.clone()).await?;
 
     let http = HttpState {
         app: app.clone(),
@@ -187,8 +179,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             rest::guard,
         ))
         .fallback(rest::not_found)
-        .with_state(http)
-        .layer(layer)
+        .with_state(http);
+    let router = layer
+        .wrap(router)
         .layer(axum::middleware::from_fn_with_state(
             gate,
             handshake::engine_gate,
