@@ -90,6 +90,12 @@ pub async fn open_store(
     Ok(store)
 }
 
+/// The websocket read buffer each session starts with. Clients send small frames (pings, room
+/// requests of under a hundred bytes); a larger frame grows the buffer to its size (up to
+/// `--max-payload`), so this costs no capability, while engineioxide's default (4 KiB) would
+/// sit mostly empty in every idle session.
+const WS_READ_BUFFER: usize = 1024;
+
 /// Bind with a deep accept queue: a connect storm of thousands of sessions per second overflows
 /// a shallow one, and every overflowed SYN costs its client a one-second retransmit.
 fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
@@ -177,6 +183,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .max_payload(engine.max_payload)
         .ws_max_message_size(max_payload)
         .ws_max_frame_size(max_payload)
+        .ws_read_buffer_size(WS_READ_BUFFER)
         .with_state(app.clone())
         .build_layer();
     io.ns("/", realtime::on_connect.with(realtime::admit));
