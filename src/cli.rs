@@ -7,7 +7,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::protocol;
-use crate::server::{Config, EngineConfig, LimitsConfig, PoolConfig, SecretsConfig, StoreConfig};
+use crate::server::config::DEFAULT_SOCKET_BUFFER;
+use crate::server::{
+    AdapterConfig, Config, EngineConfig, LimitsConfig, PoolConfig, SecretsConfig, StoreConfig,
+};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -136,6 +139,10 @@ pub struct ServeArgs {
     /// seed the demo data (or --seed). Refused when any of the tables exists.
     #[arg(long)]
     pub init: bool,
+    /// Let --dev listen on a non-loopback address (refused otherwise): its dev routes log
+    /// anyone in as any user.
+    #[arg(long, requires = "dev")]
+    pub dev_allow_remote: bool,
     /// Engine ping interval.
     #[arg(long, value_parser = parse_duration, default_value = "25s")]
     pub ping_interval: Duration,
@@ -148,6 +155,10 @@ pub struct ServeArgs {
     /// Largest engine payload in bytes.
     #[arg(long, default_value_t = protocol::DEFAULT_MAX_PAYLOAD)]
     pub max_payload: u64,
+    /// Packets queued per socket for a client that reads slower than messages arrive; a socket
+    /// whose queue is full when a message is broadcast to it is disconnected (never skipped).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000), default_value_t = DEFAULT_SOCKET_BUFFER as u64)]
+    pub socket_buffer: u64,
     /// An Origin allowed to open a socket (repeatable). Requests without an Origin header and
     /// same-origin requests are always allowed; any other Origin is refused with HTTP 403.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
@@ -167,10 +178,32 @@ pub struct ServeArgs {
     /// Open sockets allowed per user (0 means no cap).
     #[arg(long, default_value_t = 32)]
     pub max_connections_per_user: u32,
+    /// Concurrent TCP connections allowed from one IP address, websockets included (0 means no
+    /// cap); past it, a new connection is closed at once.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_ip: u32,
+    /// Time a connection has to send a complete request head, from its open or the end of its
+    /// previous answer; slower (slowloris) and idle connections are closed (0s: no limit).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub header_read_timeout: Duration,
     /// Distinct rooms that get their own label in /metrics; messages to later rooms are
     /// counted under room="other" so the metric's cardinality stays bounded.
     #[arg(long, default_value_t = 100)]
     pub metrics_room_labels: usize,
+    /// How this node shares rooms with the other nodes of a deployment: `local` (this node
+    /// alone), a Redis URL (redis://127.0.0.1:6379; Redis 7 or later) or a PostgreSQL URL
+    /// (LISTEN/NOTIFY), through which a broadcast and a ban's disconnect reach every node.
+    #[arg(long, value_name = "local|redis://HOST:PORT|postgres://...", default_value = "local",
+          value_parser = parse_adapter)]
+    pub adapter: AdapterConfig,
+    /// Prefix of the adapter's Redis channels: every node of one deployment uses the same, and
+    /// two deployments on one Redis use different ones.
+    #[arg(long, value_name = "PREFIX", default_value = crate::server::DEFAULT_ADAPTER_PREFIX)]
+    pub adapter_prefix: String,
+}
+
+fn parse_adapter(text: &str) -> Result<AdapterConfig, String> {
+    AdapterConfig::parse(text, crate::server::DEFAULT_ADAPTER_PREFIX).map_err(|e| e.to_string())
 }
 
 /// The PostgreSQL connection pool (ignored for SQLite).
@@ -240,6 +273,7 @@ impl From<ServeArgs> for Config {
         Config {
             listen: args.listen,
             dev: args.store.dev,
+            dev_allow_remote: args.dev_allow_remote,
             secrets: args.store.secrets(),
             store: StoreConfig {
                 pool: PoolConfig::from(&args.store.pool),
@@ -253,6 +287,7 @@ impl From<ServeArgs> for Config {
                 ping_timeout: args.ping_timeout,
                 connect_timeout: args.connect_timeout,
                 max_payload: args.max_payload,
+                socket_buffer: usize::try_from(args.socket_buffer).unwrap_or(usize::MAX),
             },
             allowed_origins: args.allowed_origins,
             limits: LimitsConfig {
@@ -261,8 +296,21 @@ impl From<ServeArgs> for Config {
                 event_rate: args.event_rate,
                 event_burst: args.event_burst,
                 max_connections_per_user: args.max_connections_per_user,
+                max_connections_per_ip: args.max_connections_per_ip,
+                header_read_timeout: args.header_read_timeout,
             },
             metrics_room_labels: args.metrics_room_labels,
+            adapter: match args.adapter {
+                AdapterConfig::Redis { url, .. } => AdapterConfig::Redis {
+                    url,
+                    prefix: args.adapter_prefix,
+                },
+                AdapterConfig::Postgres { url, .. } => AdapterConfig::Postgres {
+                    url,
+                    prefix: args.adapter_prefix,
+                },
+                AdapterConfig::Local => AdapterConfig::Local,
+            },
         }
     }
 }
@@ -519,9 +567,23 @@ pub struct LoadTestArgs {
     /// `--set phases.0.vus=10`, `--set name=nightly`, `--set setup.rooms=5`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Run against this URL instead of the scenario's target (e.g. http://127.0.0.1:7000).
+    /// Run against this URL instead of the scenario's target (e.g. http://127.0.0.1:7000);
+    /// repeat it for the nodes of one deployment (virtual users are spread over them).
     #[arg(long, value_name = "URL")]
-    pub target: Option<String>,
+    pub target: Vec<String>,
+    /// Run shard K of N of the scenario (1 <= K <= N): every Nth arrival, virtual user and room,
+    /// so that N generators (on N machines) run one test; `report merge` joins their reports.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::loadtest::shard::Shard>,
+    /// Fork N worker processes of this binary, each running its share of the scenario (arrival
+    /// rate, virtual users, rooms), and merge their reports into one (1 to 64). Past one
+    /// process's open-file limit, or its cores.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::loadtest::workers::MAX_WORKERS)))]
+    pub workers: u32,
+    /// Run as a worker of `--workers`: progress as JSON lines on stdout, no printed report.
+    #[arg(long, hide = true)]
+    pub worker: bool,
     /// Write the JSON report here (schema: docs/REPORT_SCHEMA.md).
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -803,6 +865,8 @@ mod tests {
             "3s",
             "--max-payload",
             "4",
+            "--socket-buffer",
+            "11",
             "--allowed-origin",
             "https://a",
             "--allowed-origin",
@@ -817,6 +881,10 @@ mod tests {
             "8",
             "--max-connections-per-user",
             "9",
+            "--max-connections-per-ip",
+            "12",
+            "--header-read-timeout",
+            "13s",
             "--metrics-room-labels",
             "10",
         ]);
@@ -851,6 +919,7 @@ mod tests {
                 ping_timeout: Duration::from_secs(2),
                 connect_timeout: Duration::from_secs(3),
                 max_payload: 4,
+                socket_buffer: 11,
             }
         );
         assert_eq!(config.allowed_origins, ["https://a", "https://b"]);
@@ -862,6 +931,8 @@ mod tests {
                 event_rate: 7,
                 event_burst: 8,
                 max_connections_per_user: 9,
+                max_connections_per_ip: 12,
+                header_read_timeout: Duration::from_secs(13),
             }
         );
         assert_eq!(config.metrics_room_labels, 10);
