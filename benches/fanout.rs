@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use scmarket_ws::server::cluster::Io;
 use scmarket_ws::server::{Config, LimitsConfig, delivery};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -87,7 +88,9 @@ async fn run(sockets: usize, rounds: usize, broadcasts: usize) {
         "chat_id": ROOM,
         "timestamp": "2026-11-29T12:00:00.000Z",
     });
-    let io = server.io().clone();
+    let Io::Local(io) = server.io().clone() else {
+        unreachable!("a server without --adapter broadcasts through the local adapter")
+    };
     let app = server.app().clone();
     let mut bare = Vec::new();
     let mut checked = Vec::new();

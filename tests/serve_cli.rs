@@ -447,3 +447,33 @@ fn a_short_secret_is_used_with_a_loud_warning() {
     assert_eq!(code, None, "{log}");
     assert!(!log.contains("WEAK SECRET"), "{log}");
 }
+
+/// `completions SHELL` prints a script that the shell loads and that knows every command and
+/// flag; bash loads it here, the others are checked for the words they must complete.
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, stdout, stderr) = run(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {stderr}");
+        for word in ["load-test", "listen", "normalize-ids", "resend-until"] {
+            assert!(stdout.contains(word), "{shell} script lacks {word}");
+        }
+    }
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(script.path(), run(&["completions", "bash"]).1).unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p scmarket-ws",
+            script.path().display()
+        ))
+        .output()
+        .expect("bash runs");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("scmarket-ws"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, _, stderr) = run(&["completions", "tcsh"]);
+    assert_eq!(code, 2, "{stderr}");
+}

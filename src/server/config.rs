@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::auth::{self, Secrets};
 use crate::exit::CommandError;
 use crate::protocol;
+pub use crate::store::postgres::PoolConfig;
 
 /// Where `serve` listens when not told otherwise.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -41,6 +42,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Rooms that get their own label in `/metrics`; later rooms are counted as `other`.
     pub metrics_room_labels: usize,
+    /// How this node shares rooms with the other nodes of a deployment.
+    pub adapter: AdapterConfig,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             limits: LimitsConfig::default(),
             metrics_room_labels: 100,
+            adapter: AdapterConfig::Local,
         }
     }
 }
@@ -111,21 +115,72 @@ impl Config {
             dev: true,
             store: StoreConfig {
                 database: IN_MEMORY_DATABASE.to_string(),
-                seed: None,
+                ..StoreConfig::default()
             },
             ..Config::default()
         }
     }
 }
 
-/// The SQLite store.
+/// The Socket.IO adapter: where a broadcast goes beyond this process's own sockets.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum AdapterConfig {
+    /// This node alone: rooms live in its memory (one node per deployment).
+    #[default]
+    Local,
+    /// Redis pub/sub (`socketioxide-redis`): every node of a deployment uses the same Redis
+    /// and `prefix`, and a broadcast, a room's disconnect or a fetch of sockets reaches every
+    /// node.
+    Redis { url: String, prefix: String },
+    /// PostgreSQL LISTEN/NOTIFY (`socketioxide-postgres`), the same sharing over a database
+    /// (measured against Redis in docs/BENCHMARKS.md).
+    Postgres { url: String, prefix: String },
+}
+
+/// The channel prefix nodes share when none is given.
+pub const DEFAULT_ADAPTER_PREFIX: &str = "scmarket-ws";
+
+impl AdapterConfig {
+    /// From `--adapter`: `local`, a `redis://` / `rediss://` URL, or a `postgres://` one.
+    pub fn parse(text: &str, prefix: &str) -> Result<AdapterConfig, CommandError> {
+        if text == "local" {
+            return Ok(AdapterConfig::Local);
+        }
+        let url = url::Url::parse(text).map_err(|e| {
+            CommandError::usage(format!(
+                "--adapter {text}: write `local` or a Redis URL such as redis://127.0.0.1:6379 ({e})"
+            ))
+        })?;
+        match url.scheme() {
+            "redis" | "rediss" => Ok(AdapterConfig::Redis {
+                url: text.to_owned(),
+                prefix: prefix.to_owned(),
+            }),
+            "postgres" | "postgresql" => Ok(AdapterConfig::Postgres {
+                url: text.to_owned(),
+                prefix: prefix.to_owned(),
+            }),
+            other => Err(CommandError::usage(format!(
+                "--adapter {text}: scheme `{other}` is not an adapter: write `local`, redis://HOST:PORT or postgres://USER@HOST/DB"
+            ))),
+        }
+    }
+}
+
+/// The store: SQLite (a file or in memory) or SC Market's PostgreSQL, by the database URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
-    /// A file path (created and seeded with the demo data on first start), `sqlite://PATH`, or
-    /// `sqlite::memory:`.
+    /// A file path (created and seeded with the demo data on first start), `sqlite://PATH`,
+    /// `sqlite::memory:`, or `postgres://...` (the production tables, never created unless
+    /// `init`).
     pub database: String,
     /// A YAML fixtures file loaded at start instead of the demo data (README, "Your own data").
     pub seed: Option<PathBuf>,
+    /// PostgreSQL only: the connection pool.
+    pub pool: PoolConfig,
+    /// PostgreSQL only, development only: create the tables in a database that has none of
+    /// them, and seed the demo data (or `seed`).
+    pub init: bool,
 }
 
 impl Default for StoreConfig {
@@ -133,7 +188,15 @@ impl Default for StoreConfig {
         StoreConfig {
             database: DEFAULT_DATABASE.to_string(),
             seed: None,
+            pool: PoolConfig::default(),
+            init: false,
         }
+    }
+}
+
+impl StoreConfig {
+    pub fn is_postgres(&self) -> bool {
+        crate::store::postgres::is_postgres_url(&self.database)
     }
 }
 

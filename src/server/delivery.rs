@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};
 
@@ -34,14 +35,39 @@ const DISCONNECT_GIVE_UP: Duration = Duration::from_secs(300);
 
 /// Emit `event` with `data` to every socket in `room`; a socket whose buffer is full is
 /// disconnected (see the module documentation). Answers how many deliveries were dropped.
-pub async fn to_room<T: Serialize + ?Sized>(
-    io: &SocketIo,
+pub async fn to_room<A: Adapter, T: Serialize + ?Sized>(
+    io: &SocketIo<A>,
     app: &AppState,
     room: &str,
     event: &str,
     data: &T,
 ) -> usize {
-    let errors = match io.to(room.to_string()).emit(event, data).await {
+    let sent = io.to(room.to_string()).emit(event, data).await;
+    after_broadcast(io, app, room, sent)
+}
+
+/// As [`to_room`], to this node's sockets only: for what every node hears by itself (the
+/// database's announcements, `feed.rs`), which a broadcast through an adapter would deliver
+/// once per node.
+pub async fn to_room_on_this_node<A: Adapter, T: Serialize + ?Sized>(
+    io: &SocketIo<A>,
+    app: &AppState,
+    room: &str,
+    event: &str,
+    data: &T,
+) -> usize {
+    let sent = io.local().to(room.to_string()).emit(event, data).await;
+    after_broadcast(io, app, room, sent)
+}
+
+/// Finds and disconnects the sockets whose buffers were full, if any were.
+fn after_broadcast<A: Adapter>(
+    io: &SocketIo<A>,
+    app: &AppState,
+    room: &str,
+    sent: Result<(), BroadcastError>,
+) -> usize {
+    let errors = match sent {
         Ok(()) => return 0,
         Err(BroadcastError::Socket(errors)) => errors,
         Err(e) => {
@@ -59,7 +85,7 @@ pub async fn to_room<T: Serialize + ?Sized>(
     }
     app.metrics.deliveries_dropped.inc_by(dropped as u64);
     let mut found = 0;
-    for socket in io.to(room.to_string()).sockets() {
+    for socket in io.local().to(room.to_string()).sockets() {
         if buffer_is_full(&socket) {
             found += 1;
             disconnect_slow_consumer(socket, app);
@@ -91,14 +117,14 @@ impl Serialize for Probe {
 /// Whether the socket's buffer is full, found without sending anything: socketioxide reserves
 /// a buffer slot before serialising, so a full buffer fails the reservation, and otherwise the
 /// probe's serialisation fails and the reserved slot is given back unused.
-fn buffer_is_full(socket: &SocketRef) -> bool {
+fn buffer_is_full<A: Adapter>(socket: &SocketRef<A>) -> bool {
     matches!(
         socket.emit("", &Probe),
         Err(SendError::Socket(SocketError::InternalChannelFull))
     )
 }
 
-fn disconnect_slow_consumer(socket: SocketRef, app: &AppState) {
+fn disconnect_slow_consumer<A: Adapter>(socket: SocketRef<A>, app: &AppState) {
     if socket.extensions.get::<SlowConsumer>().is_some() {
         return;
     }

@@ -4,6 +4,7 @@
 //! silent. A client that asks for one gets `{"ok": true}` or `{"ok": false, "error": ...}`.
 
 use serde_json::Value;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
 use uuid::Uuid;
@@ -42,7 +43,10 @@ pub enum AdmitError {
 /// Connect middleware: runs before the CONNECT packet is sent, so the socket is in its rooms
 /// and its handlers are registered by the time the client sees it connected (a message posted
 /// right after connecting reaches it).
-pub async fn admit(socket: SocketRef, State(app): State<AppState>) -> Result<(), AdmitError> {
+pub async fn admit<A: Adapter>(
+    socket: SocketRef<A>,
+    State(app): State<AppState>,
+) -> Result<(), AdmitError> {
     let Some(authenticated) = socket
         .req_parts()
         .extensions
@@ -76,20 +80,24 @@ pub async fn admit(socket: SocketRef, State(app): State<AppState>) -> Result<(),
         username: user.username.clone(),
         limiter: app.limits.event_limiter(),
     });
-    socket.on(CLIENT_JOIN_ROOM, on_join);
-    socket.on(CLIENT_LEAVE_ROOM, on_leave);
-    socket.on_fallback(on_unknown_event);
-    socket.on_disconnect(on_disconnect);
+    socket.on(CLIENT_JOIN_ROOM, on_join::<A>);
+    socket.on(CLIENT_LEAVE_ROOM, on_leave::<A>);
+    socket.on_fallback(on_unknown_event::<A>);
+    socket.on_disconnect(on_disconnect::<A>);
     tracing::debug!(socket = %socket.id, user = %user.username, rooms = chats.len(), "socket connected");
     Ok(())
 }
 
 /// The connect handler proper has nothing left to do: `admit` did it before CONNECT was sent.
-pub async fn on_connect(_socket: SocketRef) {}
+pub async fn on_connect<A: Adapter>(_socket: SocketRef<A>) {}
 
 /// The counts are given back when the socket is dropped (`connections.rs`), not here: this
 /// handler does not run for a socket whose engine closed before CONNECT could be sent.
-async fn on_disconnect(socket: SocketRef, reason: DisconnectReason, State(app): State<AppState>) {
+async fn on_disconnect<A: Adapter>(
+    socket: SocketRef<A>,
+    reason: DisconnectReason,
+    State(app): State<AppState>,
+) {
     // A slow consumer was counted when it was found (`delivery.rs`).
     if socket.extensions.get::<SlowConsumer>().is_none() {
         app.metrics.disconnect_reason(disconnect_label(reason));
@@ -128,8 +136,8 @@ pub fn chat_id_argument<E>(data: Result<Value, E>) -> Result<ChatId, RoomError> 
 }
 
 /// Checks shared by every event: the socket's session and its event budget.
-fn admit_event(
-    socket: &SocketRef,
+fn admit_event<A: Adapter>(
+    socket: &SocketRef<A>,
     app: &AppState,
     event: &str,
 ) -> Result<SocketSession, RoomError> {
@@ -145,7 +153,7 @@ fn admit_event(
     Ok(session)
 }
 
-fn answer(ack: AckSender, result: Result<(), RoomError>) {
+fn answer<A: Adapter>(ack: AckSender<A>, result: Result<(), RoomError>) {
     let body = match result {
         Ok(()) => RoomAck::ok(),
         Err(e) => RoomAck::refused(e),
@@ -156,11 +164,11 @@ fn answer(ack: AckSender, result: Result<(), RoomError>) {
     }
 }
 
-async fn on_join(
-    socket: SocketRef,
+async fn on_join<A: Adapter>(
+    socket: SocketRef<A>,
     State(app): State<AppState>,
     TryData(data): TryData<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
 ) {
     let result = join(&socket, &app, data).await;
     if let Err(reason) = result {
@@ -175,8 +183,8 @@ async fn on_join(
     }
 }
 
-async fn join<E>(
-    socket: &SocketRef,
+async fn join<A: Adapter, E>(
+    socket: &SocketRef<A>,
     app: &AppState,
     data: Result<Value, E>,
 ) -> Result<(), RoomError> {
@@ -190,7 +198,7 @@ async fn join<E>(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "store failed while checking a join");
-            RoomError::Internal
+            RoomError::StoreError
         })?
         .ok_or(RoomError::AccountDisabled)?;
     if !user.is_active() {
@@ -205,11 +213,11 @@ async fn join<E>(
     Ok(())
 }
 
-async fn on_leave(
-    socket: SocketRef,
+async fn on_leave<A: Adapter>(
+    socket: SocketRef<A>,
     State(app): State<AppState>,
     TryData(data): TryData<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
 ) {
     let result = admit_event(&socket, &app, CLIENT_LEAVE_ROOM)
         .and_then(|_| chat_id_argument(data))
@@ -220,11 +228,11 @@ async fn on_leave(
     answer(ack, result);
 }
 
-async fn on_unknown_event(
-    socket: SocketRef,
+async fn on_unknown_event<A: Adapter>(
+    socket: SocketRef<A>,
     State(app): State<AppState>,
     Event(event): Event,
-    ack: AckSender,
+    ack: AckSender<A>,
 ) {
     let result = admit_event(&socket, &app, "unknown").and(Err(RoomError::UnknownEvent));
     tracing::debug!(socket = %socket.id, event = %event.chars().take(64).collect::<String>(), "unknown event");

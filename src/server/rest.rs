@@ -15,7 +15,6 @@ use serde::de::DeserializeOwned;
 use super::HttpState;
 use super::access::can_view_chat;
 use super::auth::{self, Refusal};
-use super::delivery;
 use super::origin::RequestOrigin;
 use super::realtime::user_room;
 use super::routes::Route;
@@ -204,11 +203,17 @@ pub async fn post_message(
         .store
         .insert_message(chat_id, Some(&user), &request.content)
         .await?;
-    let room = chat_id.room();
-    // A socket that cannot take it is disconnected, never skipped silently; the message stays
-    // in the chat's history for it to refetch.
-    delivery::to_room(&state.io, &state.app, &room, SERVER_MESSAGE, &message).await;
-    state.app.metrics.message_sent(&room);
+    // With the database announcing every insert, `feed.rs` emits this message like any other.
+    if !state.app.messages_from_database {
+        let room = chat_id.room();
+        // A socket that cannot take it is disconnected, never skipped silently; the message
+        // stays in the chat's history for it to refetch.
+        state
+            .io
+            .to_room(&state.app, &room, SERVER_MESSAGE, &message)
+            .await;
+        state.app.metrics.message_sent(&room);
+    }
     data(ResultSuccess {
         result: "Success".into(),
     })
@@ -371,7 +376,7 @@ pub async fn dev_ban(State(state): State<HttpState>, body: Bytes) -> ApiResult<R
         .set_banned(user.user_id, request.banned)
         .await?;
     if request.banned
-        && let Err(e) = state.io.to(user_room(user.user_id)).disconnect().await
+        && let Err(e) = state.io.disconnect_room(user_room(user.user_id)).await
     {
         tracing::warn!(error = %e, "could not disconnect every socket of a banned user");
     }
