@@ -54,7 +54,7 @@ start_server() { # NAME LOG
     bare) "$BARE_BIN" --listen "127.0.0.1:$PORT" > "$2" 2>&1 & ;;
     # shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
     serve) "$SERVE_BIN" -q serve --dev --database sqlite::memory: --listen "127.0.0.1:$PORT" \
-      --handshake-rate 0 ${SERVE_FLAGS:-} > "$2" 2>&1 & ;;
+      --handshake-rate 0 --max-connections-per-ip 0 ${SERVE_FLAGS:-} > "$2" 2>&1 & ;;
   esac
   SERVER=$!
   for _ in $(seq 100); do

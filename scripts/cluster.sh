@@ -79,7 +79,7 @@ start_node() {
   [ "$k" = 1 ] && init=$INIT
   NO_COLOR=1 "$BIN" serve --dev $init --database "$DATABASE" --listen 127.0.0.1:0 \
     --adapter "$ADAPTER" --adapter-prefix "$PREFIX" \
-    --handshake-rate 0 --event-rate 0 --max-connections-per-user 0 2>"$log" &
+    --handshake-rate 0 --event-rate 0 --max-connections-per-user 0 --max-connections-per-ip 0 2>"$log" &
   PIDS+=($!)
   local url=
   for _ in $(seq 300); do
