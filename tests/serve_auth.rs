@@ -134,6 +134,21 @@ on_both_stores! {
         let unsigned = format!("scmarket.access={header}.{payload}.");
         assert_refused(&base, Some(&unsigned), "alg none").await;
 
+        // A token not valid before a time beyond the leeway is refused, as production's
+        // jsonwebtoken refuses it (NotBeforeError); within the leeway it passes.
+        let not_yet = |nbf: u64| {
+            let claims = serde_json::json!({"sub": ALICE_ID, "exp": now() + 3600, "nbf": nbf});
+            let token = jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(DEV_SECRET.as_bytes()),
+            )
+            .unwrap();
+            format!("scmarket.access={token}")
+        };
+        assert_refused(&base, Some(&not_yet(now() + 600)), "nbf 10 min ahead").await;
+        assert_accepted(&base, &not_yet(now() + 10), "nbf within the leeway").await;
+
         let unknown_user = format!(
             "scmarket.access={}",
             jwt(
@@ -177,6 +192,7 @@ on_both_stores! {
         let metrics = metrics_text(&base).await;
         for reason in [
             "token_expired",
+            "token_not_yet_valid",
             "token_invalid",
             "user_unknown",
             "session_bad_signature",

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod client_setup;
+pub mod completions;
 pub mod connect;
 pub mod db;
 pub mod join;

@@ -8,24 +8,17 @@
 //! would reach each socket once per node. Local emission from every node delivers each
 //! message exactly once.
 
-use socketioxide::SocketIo;
 use tokio::sync::mpsc;
 
-use super::AppState;
+use super::{AppState, Io};
 use crate::protocol::{ChatMessage, SERVER_MESSAGE};
 
 /// Emit every message of `feed` until it closes.
-pub async fn run(mut feed: mpsc::Receiver<ChatMessage>, io: SocketIo, app: AppState) {
+pub async fn run(mut feed: mpsc::Receiver<ChatMessage>, io: Io, app: AppState) {
     while let Some(message) = feed.recv().await {
         let room = message.chat_id.room();
-        if let Err(e) = io
-            .local()
-            .to(room.clone())
-            .emit(SERVER_MESSAGE, &message)
-            .await
-        {
-            tracing::warn!(error = %e, %room, "broadcast of serverMessage failed for some sockets");
-        }
+        io.to_room_on_this_node(&app, &room, SERVER_MESSAGE, &message)
+            .await;
         app.metrics.message_sent(&room);
     }
 }

@@ -3,14 +3,19 @@
 
 pub mod access;
 pub mod auth;
+pub mod cluster;
 pub mod config;
+pub mod connections;
+pub mod delivery;
 pub mod feed;
 pub mod handshake;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod open;
 pub mod origin;
 pub mod realtime;
+mod redis_driver;
 pub mod rest;
 pub mod routes;
 
@@ -22,15 +27,17 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::{MethodRouter, get, post};
-use socketioxide::SocketIo;
-use socketioxide::handler::ConnectHandler;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::exit::CommandError;
 use crate::store::Store;
 use auth::Secrets;
-pub use config::{Config, EngineConfig, LimitsConfig, PoolConfig, SecretsConfig, StoreConfig};
+pub use cluster::Io;
+pub use config::{
+    AdapterConfig, Config, DEFAULT_ADAPTER_PREFIX, EngineConfig, LimitsConfig, PoolConfig,
+    SecretsConfig, StoreConfig,
+};
 use limits::Limits;
 use metrics::Metrics;
 pub use open::{OpenedStore, open_store};
@@ -66,7 +73,7 @@ impl Deref for AppState {
 #[derive(Clone)]
 pub struct HttpState {
     pub app: AppState,
-    pub io: SocketIo,
+    pub io: Io,
 }
 
 /// Bind with a deep accept queue: a connect storm of thousands of sessions per second overflows
@@ -91,7 +98,7 @@ pub struct RunningServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     housekeeping: JoinHandle<()>,
-    io: SocketIo,
+    io: Io,
     app: AppState,
 }
 
@@ -108,9 +115,13 @@ impl RunningServer {
     pub fn app(&self) -> &AppState {
         &self.app
     }
-    /// Sockets currently connected to the default namespace.
+    /// The Socket.IO server (and its adapter), for benches and tests that broadcast directly.
+    pub fn io(&self) -> &cluster::Io {
+        &self.io
+    }
+    /// Sockets currently connected to this node's default namespace.
     pub fn socket_count(&self) -> usize {
-        self.io.sockets().len()
+        self.io.local_socket_count()
     }
     /// Stop accepting, close every socket and wait for the server task to end.
     pub async fn shutdown(mut self) {
@@ -132,6 +143,7 @@ impl RunningServer {
 
 /// Start a server as `config` says, on its own tasks; it runs until [`RunningServer::shutdown`].
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    config.check_exposure()?;
     let secrets = config.secrets.resolve(config.dev)?;
     let path = config.engine.mounted_path()?;
     let opened = open_store(&config.store, config.dev).await?;
@@ -148,18 +160,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     }));
 
     let engine = &config.engine;
-    let max_payload = usize::try_from(engine.max_payload).unwrap_or(usize::MAX);
-    let (layer, io) = SocketIo::builder()
-        .req_path(path.clone())
-        .ping_interval(engine.ping_interval)
-        .ping_timeout(engine.ping_timeout)
-        .connect_timeout(engine.connect_timeout)
-        .max_payload(engine.max_payload)
-        .ws_max_message_size(max_payload)
-        .ws_max_frame_size(max_payload)
-        .with_state(app.clone())
-        .build_layer();
-    io.ns("/", realtime::on_connect.with(realtime::admit));
+    let (layer, io) = cluster::build(&config.adapter, engine, &path, app.clone()).await?;
 
     let http = HttpState {
         app: app.clone(),
@@ -178,8 +179,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             rest::guard,
         ))
         .fallback(rest::not_found)
-        .with_state(http)
-        .layer(layer)
+        .with_state(http);
+    let router = layer
+        .wrap(router)
         .layer(axum::middleware::from_fn_with_state(
             gate,
             handshake::engine_gate,
@@ -199,18 +201,21 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let closing_io = io.clone();
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+    let connection_limits = listener::ConnectionLimits {
+        header_read_timeout: config.limits.header_read_timeout,
+        max_connections_per_ip: config.limits.max_connections_per_ip,
+    };
+    let task = tokio::spawn(listener::serve(
+        listener,
+        router,
+        app.clone(),
+        connection_limits,
+        async move {
             let _ = shutdown_rx.await;
-            // Open websockets would keep the graceful shutdown waiting forever.
-            closing_io.close().await;
-        })
-        .await
-    });
+        },
+        // Open websockets would keep the graceful shutdown waiting forever.
+        async move { closing_io.close().await },
+    ));
     let housekeeping_app = app.clone();
     let feed = opened.messages.map(|source| {
         let (messages, listener) = source.start();

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use scmarket_ws::server::{Config, RunningServer};
 
 pub mod binary;
+pub mod hostile;
 pub mod http1;
 pub mod postgres;
 pub mod python;
