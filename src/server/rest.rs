@@ -204,7 +204,11 @@ pub async fn post_message(
         .insert_message(chat_id, Some(&user), &request.content)
         .await?;
     // With the database announcing every insert, `feed.rs` emits this message like any other.
-    if !state.app.messages_from_database {
+    if !state
+        .app
+        .messages_from_database
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
         let room = chat_id.room();
         // A socket that cannot take it is disconnected, never skipped silently; the message
         // stays in the chat's history for it to refetch.
