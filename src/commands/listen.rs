@@ -134,6 +134,9 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<ExitCode> {
     );
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    // The handler is installed at the first poll: before "listening on" is printed, so a
+    // Ctrl-C that follows the line never meets the default action (killed, no summary).
+    let _ = futures_util::FutureExt::now_or_never(&mut ctrl_c);
 
     let mut session = Session::connect(&options)
         .await

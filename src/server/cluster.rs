@@ -152,8 +152,15 @@ fn configure<A: Adapter>(
         .max_buffer_size(engine.socket_buffer)
         .ws_max_message_size(max_payload)
         .ws_max_frame_size(max_payload)
+        .ws_read_buffer_size(WS_READ_BUFFER)
         .with_state(app)
 }
+
+/// The websocket read buffer each session starts with. Clients send small frames (pings, room
+/// requests of under a hundred bytes); a larger frame grows the buffer to its size (up to
+/// `--max-payload`), so this costs no capability, while engineioxide's default (4 KiB) would
+/// sit mostly empty in every idle session.
+const WS_READ_BUFFER: usize = 1024;
 
 /// socketioxide-redis needs RESP3 (push messages on the connection); the redis crate reads the
 /// protocol from the URL.

@@ -312,6 +312,11 @@ pub struct LimitsConfig {
     pub event_burst: u32,
     /// Open sockets per user.
     pub max_connections_per_user: u32,
+    /// Concurrent TCP connections from one IP address, websockets included.
+    pub max_connections_per_ip: u32,
+    /// Time a connection has to send a complete request head, from its open or the end of its
+    /// previous answer; slow and idle connections are closed after it (zero: no limit).
+    pub header_read_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -322,6 +327,8 @@ impl Default for LimitsConfig {
             event_rate: 20,
             event_burst: 60,
             max_connections_per_user: 32,
+            max_connections_per_ip: 256,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -334,6 +341,7 @@ impl LimitsConfig {
             handshake_rate: 0,
             event_rate: 0,
             max_connections_per_user: 0,
+            max_connections_per_ip: 0,
             ..LimitsConfig::default()
         }
     }

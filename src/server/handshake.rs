@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use super::Io;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, OriginalUri, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
-use http::{HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use socketioxide::socket::Sid;
 
 use super::AppState;
@@ -218,6 +219,7 @@ pub async fn engine_gate(State(gate): State<Arc<Gate>>, mut req: Request, next: 
                 return refuse(StatusCode::TOO_MANY_REQUESTS, upgrade);
             }
             req.extensions_mut().insert(authenticated);
+            detach_request_head(&mut req);
             let polling_open = req.method() == Method::GET
                 && query_param(req.uri().query(), "transport") == Some("polling");
             let response = next.run(req).await;
@@ -231,6 +233,36 @@ pub async fn engine_gate(State(gate): State<Arc<Gate>>, mut req: Request, next: 
             Metrics::reason(&app.metrics.handshakes_refused, refusal.as_str());
             refuse(StatusCode::BAD_REQUEST, upgrade)
         }
+    }
+}
+
+/// Give the head of a session's opening request its own memory. hyper parses the URI and every
+/// header value as slices of the connection's read buffer (8 to 16 KiB), and engineioxide keeps
+/// the head of the request that opened a session for the session's whole life: without these
+/// copies, every idle session holds its connection's entire read buffer. The copies are the
+/// size of the head (a few hundred bytes). A value that will not copy (it always does: hyper
+/// only hands over valid values) stays as it was.
+fn detach_request_head(req: &mut Request) {
+    let headers = std::mem::take(req.headers_mut());
+    let mut owned = HeaderMap::with_capacity(headers.len());
+    for (name, value) in &headers {
+        let copy = HeaderValue::from_bytes(value.as_bytes()).map_or_else(
+            |_| value.clone(),
+            |mut copy| {
+                copy.set_sensitive(value.is_sensitive());
+                copy
+            },
+        );
+        owned.append(name.clone(), copy);
+    }
+    *req.headers_mut() = owned;
+    let uri = Uri::from_maybe_shared(Bytes::copy_from_slice(req.uri().to_string().as_bytes()));
+    if let Ok(uri) = uri {
+        // axum's router kept a copy of the URI too, which holds the same buffer.
+        if let Some(original) = req.extensions_mut().get_mut::<OriginalUri>() {
+            original.0 = uri.clone();
+        }
+        *req.uri_mut() = uri;
     }
 }
 
@@ -320,6 +352,47 @@ mod tests {
         for other in [&b"{}"[..], b"not json", br#"{"code":"x","message":"m"}"#] {
             assert_eq!(engine_error(other), None);
         }
+    }
+
+    /// What hyper hands over: URI and header values as slices of one read buffer.
+    fn request_in_one_buffer() -> (Request, Bytes) {
+        let buffer =
+            Bytes::from(b"/ws/?EIO=4&transport=websocket|scmarket.sid=abc|websocket".to_vec());
+        let uri = Uri::from_maybe_shared(buffer.slice(0..30)).unwrap();
+        let mut req = Request::new(Body::empty());
+        *req.uri_mut() = uri.clone();
+        req.extensions_mut().insert(OriginalUri(uri));
+        let mut cookie = HeaderValue::from_maybe_shared(buffer.slice(31..47)).unwrap();
+        cookie.set_sensitive(true);
+        req.headers_mut().insert(header::COOKIE, cookie);
+        let upgrade = HeaderValue::from_maybe_shared(buffer.slice(48..)).unwrap();
+        req.headers_mut().insert(header::UPGRADE, upgrade);
+        (req, buffer)
+    }
+
+    fn inside(buffer: &Bytes, bytes: &[u8]) -> bool {
+        buffer.as_ptr_range().contains(&bytes.as_ptr())
+    }
+
+    #[test]
+    fn a_detached_request_head_holds_nothing_of_the_read_buffer() {
+        let (mut req, buffer) = request_in_one_buffer();
+        assert!(inside(&buffer, req.headers()[header::COOKIE].as_bytes()));
+        detach_request_head(&mut req);
+        for value in req.headers().values() {
+            assert!(!inside(&buffer, value.as_bytes()), "{value:?}");
+        }
+        let path = req.uri().path_and_query().unwrap().as_str();
+        assert!(!inside(&buffer, path.as_bytes()), "{path}");
+        let original = req.extensions().get::<OriginalUri>().unwrap();
+        let original = original.0.path_and_query().unwrap().as_str();
+        assert!(!inside(&buffer, original.as_bytes()), "{original}");
+        // Same head, own memory.
+        assert_eq!(req.uri(), "/ws/?EIO=4&transport=websocket");
+        assert_eq!(req.headers()[header::COOKIE], "scmarket.sid=abc");
+        assert_eq!(req.headers()[header::UPGRADE], "websocket");
+        assert!(req.headers()[header::COOKIE].is_sensitive());
+        assert!(!req.headers()[header::UPGRADE].is_sensitive());
     }
 
     #[test]

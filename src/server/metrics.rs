@@ -48,6 +48,9 @@ pub struct Metrics {
     pub events_received: Family<EventLabel, Counter>,
     pub disconnects: Family<ReasonLabel, Counter>,
     pub deliveries_dropped: Counter,
+    pub tcp_connections_open: Gauge,
+    pub tcp_connections_refused: Family<ReasonLabel, Counter>,
+    pub tcp_connections_timed_out: Counter,
     labelled_rooms: Mutex<HashSet<String>>,
     room_label_cap: usize,
 }
@@ -142,6 +145,24 @@ impl Metrics {
             "Broadcast deliveries dropped on a full socket buffer (each such socket is disconnected)",
             deliveries_dropped.clone(),
         );
+        let tcp_connections_open: Gauge = Gauge::default();
+        registry.register(
+            "tcp_connections_open",
+            "TCP connections open (HTTP requests, polling and websockets)",
+            tcp_connections_open.clone(),
+        );
+        let tcp_connections_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "tcp_connections_refused",
+            "TCP connections closed on accept, by reason (per_ip_cap)",
+            tcp_connections_refused.clone(),
+        );
+        let tcp_connections_timed_out = Counter::default();
+        registry.register(
+            "tcp_connections_timed_out",
+            "Connections closed for not sending a complete request head in time (slow or idle)",
+            tcp_connections_timed_out.clone(),
+        );
         Metrics {
             registry,
             connections_active,
@@ -158,6 +179,9 @@ impl Metrics {
             events_received,
             disconnects,
             deliveries_dropped,
+            tcp_connections_open,
+            tcp_connections_refused,
+            tcp_connections_timed_out,
             labelled_rooms: Mutex::new(HashSet::new()),
             room_label_cap,
         }
@@ -195,6 +219,10 @@ impl Metrics {
 
     pub fn disconnect_reason(&self, reason: &str) {
         Self::reason(&self.disconnects, reason);
+    }
+
+    pub fn connection_refused(&self, reason: &str) {
+        Self::reason(&self.tcp_connections_refused, reason);
     }
 
     pub fn limited(&self, limit: &str) {

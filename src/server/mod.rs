@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod feed;
 pub mod handshake;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod open;
 pub mod origin;
@@ -114,6 +115,10 @@ impl RunningServer {
     pub fn app(&self) -> &AppState {
         &self.app
     }
+    /// The Socket.IO server (and its adapter), for benches and tests that broadcast directly.
+    pub fn io(&self) -> &cluster::Io {
+        &self.io
+    }
     /// Sockets currently connected to this node's default namespace.
     pub fn socket_count(&self) -> usize {
         self.io.local_socket_count()
@@ -196,18 +201,21 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let closing_io = io.clone();
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+    let connection_limits = listener::ConnectionLimits {
+        header_read_timeout: config.limits.header_read_timeout,
+        max_connections_per_ip: config.limits.max_connections_per_ip,
+    };
+    let task = tokio::spawn(listener::serve(
+        listener,
+        router,
+        app.clone(),
+        connection_limits,
+        async move {
             let _ = shutdown_rx.await;
-            // Open websockets would keep the graceful shutdown waiting forever.
-            closing_io.close().await;
-        })
-        .await
-    });
+        },
+        // Open websockets would keep the graceful shutdown waiting forever.
+        async move { closing_io.close().await },
+    ));
     let housekeeping_app = app.clone();
     let feed = opened.messages.map(|source| {
         let (messages, listener) = source.start();

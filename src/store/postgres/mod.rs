@@ -210,7 +210,7 @@ fn later(ttl: Duration) -> PrimitiveDateTime {
 const USER_COLUMNS: &str = "a.user_id, COALESCE(a.username, ''), a.role, a.banned";
 const USER_BY_ID_SQL: &str = "SELECT a.user_id, COALESCE(a.username, ''), a.role, a.banned FROM accounts a WHERE a.user_id = $1";
 const USER_BY_USERNAME_SQL: &str = "SELECT a.user_id, COALESCE(a.username, ''), a.role, a.banned \
-     FROM accounts a WHERE a.username = $1 ORDER BY a.created_at NULLS LAST LIMIT 1";
+     FROM accounts a WHERE a.username = $1 LIMIT 1";
 /// The session's `passport.user` as text, and the account it names when it is a UUID. The
 /// `sess` JSON may be anything (an anonymous session, a number for a user, not an object):
 /// only a UUID string is looked up, never cast in a way that could fail the query.
