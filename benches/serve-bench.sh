@@ -15,7 +15,7 @@ mkdir -p "$DIR"
 MODE=${1:-hold}; shift || true
 
 "$BIN" -q serve --dev --database sqlite::memory: --listen 127.0.0.1:$PORT \
-  --handshake-rate 0 --max-connections-per-user 0 --event-rate 0 > "$DIR/serve.log" 2>&1 &
+  --handshake-rate 0 --max-connections-per-user 0 --max-connections-per-ip 0 --event-rate 0 > "$DIR/serve.log" 2>&1 &
 SERVE=$!
 trap 'kill $SERVE 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -sf localhost:$PORT/healthz > /dev/null && break; sleep 0.1; done

@@ -79,6 +79,8 @@ fn main() {
             "0",
             "--max-connections-per-user",
             "0",
+            "--max-connections-per-ip",
+            "0",
         ])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())

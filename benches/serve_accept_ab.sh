@@ -23,7 +23,7 @@ for r in $(seq 1 "$rounds"); do
   for i in $order; do
     log=$(mktemp)
     RUST_LOG=info "${bins[$i]}" serve --dev --quiet --database "${dbs[$i]}" \
-      --listen 127.0.0.1:0 --handshake-rate 0 --max-connections-per-user 0 2>"$log" &
+      --listen 127.0.0.1:0 --handshake-rate 0 --max-connections-per-user 0 --max-connections-per-ip 0 2>"$log" &
     pid=$!
     for _ in $(seq 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
     base=$(grep -o 'listening on [^ ]*' "$log" | head -1 | awk '{print $3}')

@@ -7,7 +7,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::protocol;
-use crate::server::{Config, EngineConfig, LimitsConfig, SecretsConfig, StoreConfig};
+use crate::server::config::DEFAULT_SOCKET_BUFFER;
+use crate::server::{
+    AdapterConfig, Config, EngineConfig, LimitsConfig, PoolConfig, SecretsConfig, StoreConfig,
+};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -38,8 +41,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the reference realtime server (production wire contract, embedded SQLite store).
+    /// Run the realtime server (production wire contract) on an embedded SQLite store or on
+    /// SC Market's own PostgreSQL.
     Serve(ServeArgs),
+    /// SC Market's PostgreSQL: check the tables serve needs, install or remove the trigger that
+    /// announces new messages.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Print a valid session cookie for a user of a serve database, for scripts.
     #[command(visible_alias = "session")]
     SessionCookie(SessionArgs),
@@ -59,6 +67,35 @@ pub enum Command {
     /// Audit a deployment's realtime layer: named checks of refusals, Origin, joins, payload
     /// and known production defects (exit 0: nothing fails, 1: a check fails).
     Check(CheckArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) on stdout.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Install, e.g.:
+  scmarket-ws completions bash > ~/.local/share/bash-completion/completions/scmarket-ws
+  scmarket-ws completions zsh > ~/.zfunc/_scmarket-ws      # with fpath+=(~/.zfunc) before compinit
+  scmarket-ws completions fish > ~/.config/fish/completions/scmarket-ws.fish")]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+impl Command {
+    /// Whether the command was asked for JSON output, so its failure is printed as JSON too.
+    pub fn json_output(&self) -> bool {
+        match self {
+            Command::Connect(a) => a.client.json,
+            Command::Join(a) => a.client.json,
+            Command::Listen(a) => a.client.json,
+            Command::Check(a) => a.json,
+            Command::Report(ReportArgs {
+                command: ReportCommand::Show { json, .. },
+            }) => *json,
+            _ => false,
+        }
+    }
 }
 
 use crate::duration::parse as parse_duration;
@@ -66,10 +103,13 @@ use crate::duration::parse as parse_duration;
 /// Where the store lives and which secrets sign its cookies: shared by `serve` and `session`.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// SQLite database: a file path (created and seeded with demo data on first start),
-    /// `sqlite://PATH`, or `sqlite::memory:` for a throwaway run.
+    /// Database: an SQLite file path (created and seeded with demo data on first start),
+    /// `sqlite://PATH`, `sqlite::memory:` for a throwaway run, or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` for SC Market's own tables.
     #[arg(long, env = "SCMARKET_WS_DATABASE", default_value = "scmarket-ws.db")]
     pub database: String,
+    #[command(flatten)]
+    pub pool: PoolArgs,
     /// Secret that signs `scmarket.sid` session cookies (env SESSION_SECRET).
     #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
     pub session_secret: Option<String>,
@@ -95,6 +135,14 @@ pub struct ServeArgs {
     /// Load your own users, chats, orders and offers from a YAML fixtures file (see README).
     #[arg(long, value_name = "FILE")]
     pub seed: Option<PathBuf>,
+    /// PostgreSQL, with --dev only: create the tables in a database that has none of them and
+    /// seed the demo data (or --seed). Refused when any of the tables exists.
+    #[arg(long)]
+    pub init: bool,
+    /// Let --dev listen on a non-loopback address (refused otherwise): its dev routes log
+    /// anyone in as any user.
+    #[arg(long, requires = "dev")]
+    pub dev_allow_remote: bool,
     /// Engine ping interval.
     #[arg(long, value_parser = parse_duration, default_value = "25s")]
     pub ping_interval: Duration,
@@ -107,6 +155,10 @@ pub struct ServeArgs {
     /// Largest engine payload in bytes.
     #[arg(long, default_value_t = protocol::DEFAULT_MAX_PAYLOAD)]
     pub max_payload: u64,
+    /// Packets queued per socket for a client that reads slower than messages arrive; a socket
+    /// whose queue is full when a message is broadcast to it is disconnected (never skipped).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000), default_value_t = DEFAULT_SOCKET_BUFFER as u64)]
+    pub socket_buffer: u64,
     /// An Origin allowed to open a socket (repeatable). Requests without an Origin header and
     /// same-origin requests are always allowed; any other Origin is refused with HTTP 403.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
@@ -126,10 +178,82 @@ pub struct ServeArgs {
     /// Open sockets allowed per user (0 means no cap).
     #[arg(long, default_value_t = 32)]
     pub max_connections_per_user: u32,
+    /// Concurrent TCP connections allowed from one IP address, websockets included (0 means no
+    /// cap); past it, a new connection is closed at once.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_ip: u32,
+    /// Time a connection has to send a complete request head, from its open or the end of its
+    /// previous answer; slower (slowloris) and idle connections are closed (0s: no limit).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub header_read_timeout: Duration,
     /// Distinct rooms that get their own label in /metrics; messages to later rooms are
     /// counted under room="other" so the metric's cardinality stays bounded.
     #[arg(long, default_value_t = 100)]
     pub metrics_room_labels: usize,
+    /// How this node shares rooms with the other nodes of a deployment: `local` (this node
+    /// alone), a Redis URL (redis://127.0.0.1:6379; Redis 7 or later) or a PostgreSQL URL
+    /// (LISTEN/NOTIFY), through which a broadcast and a ban's disconnect reach every node.
+    #[arg(long, value_name = "local|redis://HOST:PORT|postgres://...", default_value = "local",
+          value_parser = parse_adapter)]
+    pub adapter: AdapterConfig,
+    /// Prefix of the adapter's Redis channels: every node of one deployment uses the same, and
+    /// two deployments on one Redis use different ones.
+    #[arg(long, value_name = "PREFIX", default_value = crate::server::DEFAULT_ADAPTER_PREFIX)]
+    pub adapter_prefix: String,
+}
+
+fn parse_adapter(text: &str) -> Result<AdapterConfig, String> {
+    AdapterConfig::parse(text, crate::server::DEFAULT_ADAPTER_PREFIX).map_err(|e| e.to_string())
+}
+
+/// The PostgreSQL connection pool (ignored for SQLite).
+#[derive(Debug, Clone, Args)]
+pub struct PoolArgs {
+    /// PostgreSQL: most connections open at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub pool_size: u16,
+    /// PostgreSQL: how long a lookup waits for a free connection.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub pool_wait_timeout: Duration,
+    /// PostgreSQL: how long opening one connection may take.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub db_connect_timeout: Duration,
+    /// PostgreSQL: how long one lookup or write may take in all; past it the handshake or
+    /// join is refused with `store_error`.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub db_query_timeout: Duration,
+}
+
+impl From<&PoolArgs> for PoolConfig {
+    fn from(args: &PoolArgs) -> Self {
+        PoolConfig {
+            size: usize::from(args.pool_size),
+            wait_timeout: args.pool_wait_timeout,
+            connect_timeout: args.db_connect_timeout,
+            query_timeout: args.db_query_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Say whether every table and column serve needs exists with a type it can use, what is
+    /// missing, and whether the notify trigger is installed (exit 0: usable, 1: not).
+    Check(DbArgs),
+    /// Add the trigger that notifies serve of every new message (idempotent).
+    InstallNotify(DbArgs),
+    /// Remove that trigger and its function (idempotent).
+    UninstallNotify(DbArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
+    #[arg(long, env = "SCMARKET_WS_DATABASE")]
+    pub database: String,
+    /// How long connecting may take.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub db_connect_timeout: Duration,
 }
 
 impl StoreArgs {
@@ -149,10 +273,13 @@ impl From<ServeArgs> for Config {
         Config {
             listen: args.listen,
             dev: args.store.dev,
+            dev_allow_remote: args.dev_allow_remote,
             secrets: args.store.secrets(),
             store: StoreConfig {
+                pool: PoolConfig::from(&args.store.pool),
                 database: args.store.database,
                 seed: args.seed,
+                init: args.init,
             },
             engine: EngineConfig {
                 path: args.path,
@@ -160,6 +287,7 @@ impl From<ServeArgs> for Config {
                 ping_timeout: args.ping_timeout,
                 connect_timeout: args.connect_timeout,
                 max_payload: args.max_payload,
+                socket_buffer: usize::try_from(args.socket_buffer).unwrap_or(usize::MAX),
             },
             allowed_origins: args.allowed_origins,
             limits: LimitsConfig {
@@ -168,8 +296,21 @@ impl From<ServeArgs> for Config {
                 event_rate: args.event_rate,
                 event_burst: args.event_burst,
                 max_connections_per_user: args.max_connections_per_user,
+                max_connections_per_ip: args.max_connections_per_ip,
+                header_read_timeout: args.header_read_timeout,
             },
             metrics_room_labels: args.metrics_room_labels,
+            adapter: match args.adapter {
+                AdapterConfig::Redis { url, .. } => AdapterConfig::Redis {
+                    url,
+                    prefix: args.adapter_prefix,
+                },
+                AdapterConfig::Postgres { url, .. } => AdapterConfig::Postgres {
+                    url,
+                    prefix: args.adapter_prefix,
+                },
+                AdapterConfig::Local => AdapterConfig::Local,
+            },
         }
     }
 }
@@ -248,6 +389,11 @@ pub struct ClientArgs {
     /// Print JSON (NDJSON for streams) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The most the server may send at once (a websocket message, a polling answer), in bytes;
+    /// a smaller maxPayload announced by the server lowers it. More ends the session with an
+    /// error instead of taking the memory.
+    #[arg(long, default_value_t = protocol::DEFAULT_MAX_PAYLOAD, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_payload: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -271,10 +417,34 @@ pub struct JoinArgs {
     /// Leave the rooms instead of joining them.
     #[arg(long)]
     pub leave: bool,
-    /// How long to wait for the server's acknowledgement of each request. Production never
+    #[command(flatten)]
+    pub room: RoomArgs,
+}
+
+/// How room requests are sent: shared by `join` and `listen`.
+#[derive(Debug, Clone, Args)]
+pub struct RoomArgs {
+    /// How long to wait for the server's acknowledgement after the last send. Production never
     /// acknowledges; the reference server does.
     #[arg(long, value_parser = parse_duration, default_value = "2s", value_name = "DURATION")]
     pub ack_wait: Duration,
+    /// Send an unacknowledged room request again at 25 ms, 50 ms, 100 ms... after the first,
+    /// up to this long, until one is acknowledged: a server that registers its listeners late
+    /// (production) drops the first ones. 0 sends once.
+    #[arg(long, value_parser = parse_duration, default_value = "1600ms", value_name = "DURATION")]
+    pub resend_until: Duration,
+    /// Send chat ids lower-cased. Without it they are sent as typed, and an id that is not
+    /// lower-case gets a warning: production joins the room named exactly as sent, which
+    /// never receives messages.
+    #[arg(long)]
+    pub normalize_ids: bool,
+}
+
+impl RoomArgs {
+    /// The resend schedule these flags ask for.
+    pub fn resend(&self) -> crate::client::rooms::Resend {
+        crate::client::rooms::Resend::doubling(Duration::from_millis(25), self.resend_until)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -306,9 +476,8 @@ pub struct ListenArgs {
     /// Reconnect attempts in a row before giving up (0: never give up).
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub reconnect_attempts: u32,
-    /// How long to wait for the acknowledgement of each room join.
-    #[arg(long, value_parser = parse_duration, default_value = "2s", value_name = "DURATION")]
-    pub ack_wait: Duration,
+    #[command(flatten)]
+    pub room: RoomArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -398,9 +567,23 @@ pub struct LoadTestArgs {
     /// `--set phases.0.vus=10`, `--set name=nightly`, `--set setup.rooms=5`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Run against this URL instead of the scenario's target (e.g. http://127.0.0.1:7000).
+    /// Run against this URL instead of the scenario's target (e.g. http://127.0.0.1:7000);
+    /// repeat it for the nodes of one deployment (virtual users are spread over them).
     #[arg(long, value_name = "URL")]
-    pub target: Option<String>,
+    pub target: Vec<String>,
+    /// Run shard K of N of the scenario (1 <= K <= N): every Nth arrival, virtual user and room,
+    /// so that N generators (on N machines) run one test; `report merge` joins their reports.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::loadtest::shard::Shard>,
+    /// Fork N worker processes of this binary, each running its share of the scenario (arrival
+    /// rate, virtual users, rooms), and merge their reports into one (1 to 64). Past one
+    /// process's open-file limit, or its cores.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::loadtest::workers::MAX_WORKERS)))]
+    pub workers: u32,
+    /// Run as a worker of `--workers`: progress as JSON lines on stdout, no printed report.
+    #[arg(long, hide = true)]
+    pub worker: bool,
     /// Write the JSON report here (schema: docs/REPORT_SCHEMA.md).
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -660,6 +843,15 @@ mod tests {
             "x.db",
             "--seed",
             "s.yaml",
+            "--init",
+            "--pool-size",
+            "3",
+            "--pool-wait-timeout",
+            "4s",
+            "--db-connect-timeout",
+            "5s",
+            "--db-query-timeout",
+            "6s",
             "--session-secret",
             "ss",
             "--jwt-secret",
@@ -673,6 +865,8 @@ mod tests {
             "3s",
             "--max-payload",
             "4",
+            "--socket-buffer",
+            "11",
             "--allowed-origin",
             "https://a",
             "--allowed-origin",
@@ -687,6 +881,10 @@ mod tests {
             "8",
             "--max-connections-per-user",
             "9",
+            "--max-connections-per-ip",
+            "12",
+            "--header-read-timeout",
+            "13s",
             "--metrics-room-labels",
             "10",
         ]);
@@ -696,7 +894,14 @@ mod tests {
             config.store,
             StoreConfig {
                 database: "x.db".into(),
-                seed: Some("s.yaml".into())
+                seed: Some("s.yaml".into()),
+                pool: PoolConfig {
+                    size: 3,
+                    wait_timeout: Duration::from_secs(4),
+                    connect_timeout: Duration::from_secs(5),
+                    query_timeout: Duration::from_secs(6),
+                },
+                init: true,
             }
         );
         assert_eq!(
@@ -714,6 +919,7 @@ mod tests {
                 ping_timeout: Duration::from_secs(2),
                 connect_timeout: Duration::from_secs(3),
                 max_payload: 4,
+                socket_buffer: 11,
             }
         );
         assert_eq!(config.allowed_origins, ["https://a", "https://b"]);
@@ -725,6 +931,8 @@ mod tests {
                 event_rate: 7,
                 event_burst: 8,
                 max_connections_per_user: 9,
+                max_connections_per_ip: 12,
+                header_read_timeout: Duration::from_secs(13),
             }
         );
         assert_eq!(config.metrics_room_labels, 10);

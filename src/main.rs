@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode as ProcessExit;
 
 use clap::Parser;
@@ -13,13 +14,18 @@ fn main() -> ProcessExit {
         Err(e) => {
             // clap prints help/version on stdout with exit 0 and usage errors with exit 2.
             let _ = e.print();
-            return ProcessExit::from(if e.use_stderr() {
-                ExitCode::Usage as u8
-            } else {
-                0
-            });
+            if !e.use_stderr() {
+                return ProcessExit::from(0);
+            }
+            // The flags did not parse, so whether JSON was asked for is read from the words.
+            if std::env::args().any(|a| a == "--json") {
+                let error = exit::CommandError::usage(e.kind().to_string());
+                println!("{}", exit::failure_json(&error.into()));
+            }
+            return ProcessExit::from(ExitCode::Usage as u8);
         }
     };
+    let json = cli.command.json_output();
     init_logging(cli.verbose, cli.quiet);
     // Read while the process has one thread: the local offset cannot be read safely later.
     commands::init_local_offset();
@@ -41,6 +47,9 @@ fn main() -> ProcessExit {
         Ok(code) => ProcessExit::from(code as u8),
         Err(e) => {
             eprintln!("error: {e:#}");
+            if json {
+                println!("{}", exit::failure_json(&e));
+            }
             ProcessExit::from(exit::code_for(&e) as u8)
         }
     }
@@ -52,6 +61,7 @@ async fn run(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
         Command::SessionCookie(args) => commands::session_cookie::run(args)
             .await
             .map(|_| ExitCode::Ok),
+        Command::Db(command) => commands::db::run(command).await,
         Command::Connect(args) => commands::connect::run(args).await,
         Command::Join(args) => commands::join::run(args).await,
         Command::Listen(args) => commands::listen::run(args).await,
@@ -59,6 +69,7 @@ async fn run(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
         Command::LoadTest(args) => commands::load_test::run(args, !quiet).await,
         Command::Report(args) => commands::report::run(args),
         Command::Check(args) => commands::check::run(args).await,
+        Command::Completions(args) => commands::completions::run(&args).map(|_| ExitCode::Ok),
     }
 }
 
@@ -74,8 +85,11 @@ fn init_logging(verbose: u8, quiet: bool) {
     if let Ok(quiet_handshake) = "tungstenite::handshake=warn".parse() {
         filter = filter.add_directive(quiet_handshake);
     }
+    // Colour codes only for a person at a terminal: a log file or a CI capture gets plain text.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
 }

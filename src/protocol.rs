@@ -261,7 +261,9 @@ pub enum RoomError {
     RateLimited,
     /// The server has no handler for that event name.
     UnknownEvent,
-    /// The store failed; try again.
+    /// The database failed or did not answer in time; try again.
+    StoreError,
+    /// The server lost this socket's session state.
     Internal,
 }
 
@@ -275,6 +277,7 @@ impl RoomError {
             RoomError::AccountDisabled => "account_disabled",
             RoomError::RateLimited => "rate_limited",
             RoomError::UnknownEvent => "unknown_event",
+            RoomError::StoreError => "store_error",
             RoomError::Internal => "internal",
         }
     }

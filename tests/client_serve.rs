@@ -308,14 +308,34 @@ async fn join_reports_each_room_with_the_reason() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.starts_with("left"), "{}", out.stdout);
 
-    // The uppercase form of an id is the same room.
+    // An upper-case id is sent as typed (serve joins the same room; production would not),
+    // with a warning; --normalize-ids sends it lower-cased, without one.
     let upper = ORDER_CHAT.to_uppercase();
     let out = run(&["join", &url, "--login", "alice", "--json", &upper]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json_lines(&out.stdout)[0]["rooms"][0]["chat_id"], upper);
+    assert_eq!(json_lines(&out.stdout)[0]["rooms"][0]["result"], "joined");
+    assert!(
+        out.stderr.contains("is not lower-case") && out.stderr.contains("--normalize-ids"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&[
+        "join",
+        &url,
+        "--login",
+        "alice",
+        "--json",
+        "--normalize-ids",
+        &upper,
+    ])
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         json_lines(&out.stdout)[0]["rooms"][0]["chat_id"],
         ORDER_CHAT
     );
+    assert!(!out.stderr.contains("lower-case"), "{}", out.stderr);
     server.shutdown().await;
 }
 
@@ -668,5 +688,99 @@ async fn listen_with_login_logs_in_again_when_a_restart_voids_its_cookies() {
         out.stderr
     );
     assert!(out.stderr.contains("reconnected"), "{}", out.stderr);
+    server.shutdown().await;
+}
+
+/// With `--json`, every failure is one JSON document on stdout (an NDJSON line for `listen`):
+/// its class, the HTTP status where there was one, the message, the hint and the exit code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failure_with_json_is_a_json_document_on_stdout() {
+    let server = common::start_dev_server().await;
+    let url = server.http_url();
+    let unreachable = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let cases: Vec<(Vec<&str>, i32, &str, Option<u16>)> = vec![
+        (vec!["connect", &url, "--json"], 3, "refused", Some(400)),
+        (
+            vec!["connect", &url, "--json", "--path", "/nope"],
+            1,
+            "failure",
+            Some(404),
+        ),
+        (
+            vec!["join", &unreachable, DIRECT_CHAT, "--json"],
+            4,
+            "unreachable",
+            None,
+        ),
+        (vec!["join", &url, "not-a-uuid", "--json"], 2, "usage", None),
+        (
+            vec![
+                "listen",
+                &url,
+                "--login",
+                "bob",
+                "--json",
+                "--count",
+                "1",
+                "--duration",
+                "300ms",
+            ],
+            5,
+            "timeout",
+            None,
+        ),
+        (
+            vec!["connect", &url, "--json", "--no-such-flag"],
+            2,
+            "usage",
+            None,
+        ),
+    ];
+    for (args, code, class, status) in cases {
+        let out = run(&args).await;
+        assert_eq!(out.code, code, "{args:?}: {}", out.stderr);
+        let lines = json_lines(&out.stdout);
+        let doc = lines
+            .last()
+            .unwrap_or_else(|| panic!("{args:?}: nothing on stdout"));
+        assert_eq!(doc["type"], "error", "{args:?}: {doc}");
+        assert_eq!(doc["error"]["class"], class, "{args:?}: {doc}");
+        assert_eq!(doc["exit_code"], code, "{args:?}: {doc}");
+        assert_eq!(
+            doc["error"]["status"].as_u64(),
+            status.map(u64::from),
+            "{args:?}: {doc}"
+        );
+        assert!(
+            !doc["error"]["message"].as_str().unwrap().contains("try:"),
+            "{doc}"
+        );
+    }
+    let out = run(&["connect", &url, "--json"]).await;
+    let doc = &json_lines(&out.stdout)[0];
+    assert!(
+        doc["error"]["hint"].as_str().unwrap().contains("--cookie"),
+        "{doc}"
+    );
+    server.shutdown().await;
+}
+
+/// Logs on a stderr that is not a terminal carry no colour codes, NO_COLOR unset or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_to_a_pipe_have_no_colour_codes() {
+    let server = common::start_dev_server().await;
+    let url = server.http_url();
+    let upper = DIRECT_CHAT.to_uppercase();
+    let mut c = bin();
+    // The chat id's letter case makes the command log a warning.
+    c.args(["join", &url, "--login", "bob", &upper])
+        .env_remove("NO_COLOR");
+    let out = c.output().await.expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("WARN"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
     server.shutdown().await;
 }

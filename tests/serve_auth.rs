@@ -85,245 +85,270 @@ async fn assert_accepted(base: &str, cookie: &str, why: &str) {
     );
 }
 
-#[tokio::test]
-async fn no_credentials_are_refused_like_production() {
-    let server = start_dev_server().await;
-    let base = server.http_url();
-    assert_refused(&base, None, "no cookie").await;
-    assert_refused(&base, Some("other=1"), "unrelated cookie").await;
-    server.shutdown().await;
+on_both_stores! {
+    async fn no_credentials_are_refused_like_production(store) {
+        let server = store.start_dev_server().await;
+        let base = server.http_url();
+        assert_refused(&base, None, "no cookie").await;
+        assert_refused(&base, Some("other=1"), "unrelated cookie").await;
+        server.shutdown().await;
+    }
 }
 
-#[tokio::test]
-async fn session_cookie_and_access_token_are_accepted() {
-    let server = start_dev_server().await;
-    let base = server.http_url();
-    let login = dev_login(&base, "alice").await;
-    assert_accepted(&base, &login.session_cookie, "session cookie").await;
-    assert_accepted(&base, &login.access_cookie, "access token").await;
+on_both_stores! {
+    async fn session_cookie_and_access_token_are_accepted(store) {
+        let server = store.start_dev_server().await;
+        let base = server.http_url();
+        let login = dev_login(&base, "alice").await;
+        assert_accepted(&base, &login.session_cookie, "session cookie").await;
+        assert_accepted(&base, &login.access_cookie, "access token").await;
 
-    // A valid token within the 30 s leeway after expiry still counts.
-    let leeway = format!("scmarket.access={}", jwt(ALICE_ID, now() - 10, DEV_SECRET));
-    assert_accepted(&base, &leeway, "token 10 s past exp").await;
+        // A valid token within the 30 s leeway after expiry still counts.
+        let leeway = format!("scmarket.access={}", jwt(ALICE_ID, now() - 10, DEV_SECRET));
+        assert_accepted(&base, &leeway, "token 10 s past exp").await;
 
-    // A broken token falls back to a valid session cookie, as production.
-    let both = format!("scmarket.access=garbage; {}", login.session_cookie);
-    assert_accepted(&base, &both, "bad token, good session").await;
-    server.shutdown().await;
+        // A broken token falls back to a valid session cookie, as production.
+        let both = format!("scmarket.access=garbage; {}", login.session_cookie);
+        assert_accepted(&base, &both, "bad token, good session").await;
+        server.shutdown().await;
+    }
 }
 
-#[tokio::test]
-async fn forged_expired_and_unsigned_credentials_are_refused() {
-    let server = start_dev_server().await;
-    let base = server.http_url();
+on_both_stores! {
+    async fn forged_expired_and_unsigned_credentials_are_refused(store) {
+        let server = store.start_dev_server().await;
+        let base = server.http_url();
 
-    let expired = format!("scmarket.access={}", jwt(ALICE_ID, now() - 120, DEV_SECRET));
-    assert_refused(&base, Some(&expired), "expired token").await;
+        let expired = format!("scmarket.access={}", jwt(ALICE_ID, now() - 120, DEV_SECRET));
+        assert_refused(&base, Some(&expired), "expired token").await;
 
-    let wrong_key = format!(
-        "scmarket.access={}",
-        jwt(ALICE_ID, now() + 600, "not the secret")
-    );
-    assert_refused(&base, Some(&wrong_key), "token signed with another secret").await;
-
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
-    let payload = b64.encode(format!(r#"{{"sub":"{ALICE_ID}","exp":{}}}"#, now() + 600));
-    let unsigned = format!("scmarket.access={header}.{payload}.");
-    assert_refused(&base, Some(&unsigned), "alg none").await;
-
-    let unknown_user = format!(
-        "scmarket.access={}",
-        jwt(
-            "5c000000-0000-4000-8000-0000000000ff",
-            now() + 600,
-            DEV_SECRET
-        )
-    );
-    assert_refused(&base, Some(&unknown_user), "token for an unknown user").await;
-
-    let login = dev_login(&base, "alice").await;
-    let forged = login.session_cookie.replacen("s%3A", "s%3Ax", 1);
-    assert_refused(&base, Some(&forged), "tampered session id").await;
-    let other_secret = Secrets::new("another secret".into(), None);
-    let resigned = format!("scmarket.sid={}", sign_session_cookie("abc", &other_secret));
-    assert_refused(&base, Some(&resigned), "session signed with another secret").await;
-    assert_refused(
-        &base,
-        Some("scmarket.sid=s%3Anosignature"),
-        "malformed session",
-    )
-    .await;
-
-    let dev_secrets = Secrets::new(DEV_SECRET.into(), None);
-    let unknown_sid = format!(
-        "scmarket.sid={}",
-        sign_session_cookie("nosuchsession", &dev_secrets)
-    );
-    assert_refused(&base, Some(&unknown_sid), "well signed, unknown session").await;
-
-    // An expired login_sessions row does not count.
-    let store = &server.app().store;
-    let alice = uuid::Uuid::parse_str(ALICE_ID).unwrap();
-    let sid = store
-        .create_login_session(alice, Duration::ZERO)
-        .await
-        .unwrap();
-    let expired_session = format!("scmarket.sid={}", sign_session_cookie(&sid, &dev_secrets));
-    assert_refused(&base, Some(&expired_session), "expired session row").await;
-
-    let metrics = metrics_text(&base).await;
-    for reason in [
-        "token_expired",
-        "token_invalid",
-        "user_unknown",
-        "session_bad_signature",
-        "session_malformed",
-        "session_unknown",
-    ] {
-        assert!(
-            metrics.contains(&format!(
-                "scmarket_ws_handshakes_refused_total{{reason=\"{reason}\"}}"
-            )),
-            "refusal reason {reason} missing from /metrics:\n{metrics}"
+        let wrong_key = format!(
+            "scmarket.access={}",
+            jwt(ALICE_ID, now() + 600, "not the secret")
         );
+        assert_refused(&base, Some(&wrong_key), "token signed with another secret").await;
+
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let payload = b64.encode(format!(r#"{{"sub":"{ALICE_ID}","exp":{}}}"#, now() + 600));
+        let unsigned = format!("scmarket.access={header}.{payload}.");
+        assert_refused(&base, Some(&unsigned), "alg none").await;
+
+        // A token not valid before a time beyond the leeway is refused, as production's
+        // jsonwebtoken refuses it (NotBeforeError); within the leeway it passes.
+        let not_yet = |nbf: u64| {
+            let claims = serde_json::json!({"sub": ALICE_ID, "exp": now() + 3600, "nbf": nbf});
+            let token = jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(DEV_SECRET.as_bytes()),
+            )
+            .unwrap();
+            format!("scmarket.access={token}")
+        };
+        assert_refused(&base, Some(&not_yet(now() + 600)), "nbf 10 min ahead").await;
+        assert_accepted(&base, &not_yet(now() + 10), "nbf within the leeway").await;
+
+        let unknown_user = format!(
+            "scmarket.access={}",
+            jwt(
+                "5c000000-0000-4000-8000-0000000000ff",
+                now() + 600,
+                DEV_SECRET
+            )
+        );
+        assert_refused(&base, Some(&unknown_user), "token for an unknown user").await;
+
+        let login = dev_login(&base, "alice").await;
+        let forged = login.session_cookie.replacen("s%3A", "s%3Ax", 1);
+        assert_refused(&base, Some(&forged), "tampered session id").await;
+        let other_secret = Secrets::new("another secret".into(), None);
+        let resigned = format!("scmarket.sid={}", sign_session_cookie("abc", &other_secret));
+        assert_refused(&base, Some(&resigned), "session signed with another secret").await;
+        assert_refused(
+            &base,
+            Some("scmarket.sid=s%3Anosignature"),
+            "malformed session",
+        )
+        .await;
+
+        let dev_secrets = Secrets::new(DEV_SECRET.into(), None);
+        let unknown_sid = format!(
+            "scmarket.sid={}",
+            sign_session_cookie("nosuchsession", &dev_secrets)
+        );
+        assert_refused(&base, Some(&unknown_sid), "well signed, unknown session").await;
+
+        // An expired login_sessions row does not count.
+        let store = &server.app().store;
+        let alice = uuid::Uuid::parse_str(ALICE_ID).unwrap();
+        let sid = store
+            .create_login_session(alice, Duration::ZERO)
+            .await
+            .unwrap();
+        let expired_session = format!("scmarket.sid={}", sign_session_cookie(&sid, &dev_secrets));
+        assert_refused(&base, Some(&expired_session), "expired session row").await;
+
+        let metrics = metrics_text(&base).await;
+        for reason in [
+            "token_expired",
+            "token_not_yet_valid",
+            "token_invalid",
+            "user_unknown",
+            "session_bad_signature",
+            "session_malformed",
+            "session_unknown",
+        ] {
+            assert!(
+                metrics.contains(&format!(
+                    "scmarket_ws_handshakes_refused_total{{reason=\"{reason}\"}}"
+                )),
+                "refusal reason {reason} missing from /metrics:\n{metrics}"
+            );
+        }
+        server.shutdown().await;
     }
-    server.shutdown().await;
 }
 
-#[tokio::test]
-async fn banned_users_are_refused_by_either_cookie() {
-    let server = start_dev_server().await;
-    let base = server.http_url();
-    let dave = uuid::Uuid::parse_str(DAVE_ID).unwrap();
-    let secrets = Secrets::new(DEV_SECRET.into(), None);
-    let sid = server
-        .app()
-        .store
-        .create_login_session(dave, Duration::from_secs(600))
-        .await
-        .unwrap();
-    let cookie = format!("scmarket.sid={}", sign_session_cookie(&sid, &secrets));
-    assert_refused(&base, Some(&cookie), "banned user, session cookie").await;
-    let token = format!("scmarket.access={}", jwt(DAVE_ID, now() + 600, DEV_SECRET));
-    assert_refused(&base, Some(&token), "banned user, access token").await;
-    // And dev login will not mint cookies for them.
-    let response = reqwest::Client::new()
-        .post(format!("{base}/api/dev/login"))
-        .json(&serde_json::json!({"username": "dave"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 403);
-    server.shutdown().await;
-}
-
-#[tokio::test]
-async fn origin_allowlist_is_enforced() {
-    let server =
-        start_dev_server_with(|c| c.allowed_origins = vec!["https://sc-market.space".into()]).await;
-    let base = server.http_url();
-    let cookie = session_cookie(&base, "alice").await;
-
-    let (status, body) =
-        polling_handshake(&base, Some(&cookie), Some("https://evil.example")).await;
-    assert_eq!(status, 403, "disallowed Origin on polling");
-    assert_eq!(body, r#"{"code":4,"message":"Forbidden"}"#);
-    let refused = RawSocket::connect_with(
-        &base,
-        "/ws",
-        Some(&cookie),
-        &[("origin", "https://evil.example")],
-    )
-    .await
-    .err()
-    .expect("disallowed Origin on websocket is refused");
-    assert_eq!(refused.status, 403);
-
-    let (status, _) =
-        polling_handshake(&base, Some(&cookie), Some("https://sc-market.space")).await;
-    assert_eq!(status, 200, "listed Origin");
-    let (status, _) = polling_handshake(&base, Some(&cookie), None).await;
-    assert_eq!(status, 200, "no Origin header");
-    let same_origin = base.clone();
-    let (status, _) = polling_handshake(&base, Some(&cookie), Some(&same_origin)).await;
-    assert_eq!(status, 200, "same origin");
-    server.shutdown().await;
-}
-
-#[tokio::test]
-async fn handshake_rate_limit_per_ip() {
-    let server =
-        start_dev_server_with(|c| (c.limits.handshake_rate, c.limits.handshake_burst) = (1, 3))
-            .await;
-    let base = server.http_url();
-    let cookie = session_cookie(&base, "alice").await;
-    let mut statuses = Vec::new();
-    for _ in 0..6 {
-        statuses.push(polling_handshake(&base, Some(&cookie), None).await.0);
+on_both_stores! {
+    async fn banned_users_are_refused_by_either_cookie(store) {
+        let server = store.start_dev_server().await;
+        let base = server.http_url();
+        let dave = uuid::Uuid::parse_str(DAVE_ID).unwrap();
+        let secrets = Secrets::new(DEV_SECRET.into(), None);
+        let sid = server
+            .app()
+            .store
+            .create_login_session(dave, Duration::from_secs(600))
+            .await
+            .unwrap();
+        let cookie = format!("scmarket.sid={}", sign_session_cookie(&sid, &secrets));
+        assert_refused(&base, Some(&cookie), "banned user, session cookie").await;
+        let token = format!("scmarket.access={}", jwt(DAVE_ID, now() + 600, DEV_SECRET));
+        assert_refused(&base, Some(&token), "banned user, access token").await;
+        // And dev login will not mint cookies for them.
+        let response = reqwest::Client::new()
+            .post(format!("{base}/api/dev/login"))
+            .json(&serde_json::json!({"username": "dave"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403);
+        server.shutdown().await;
     }
-    assert_eq!(
-        &statuses[..3],
-        &[200, 200, 200],
-        "burst allowed: {statuses:?}"
-    );
-    assert!(statuses[3..].contains(&429), "over the limit: {statuses:?}");
-    let metrics = metrics_text(&base).await;
-    assert!(
-        metrics.contains(r#"scmarket_ws_rate_limited_total{limit="handshake"}"#),
-        "{metrics}"
-    );
-    server.shutdown().await;
 }
 
-#[tokio::test]
-async fn per_user_socket_cap() {
-    let server = start_dev_server_with(|c| c.limits.max_connections_per_user = 2).await;
-    let base = server.http_url();
-    let cookie = session_cookie(&base, "alice").await;
-    let _a = RawSocket::connect(&base, Some(&cookie))
-        .await
-        .expect("first socket");
-    let _b = RawSocket::connect(&base, Some(&cookie))
-        .await
-        .expect("second socket");
-    let third = RawSocket::connect(&base, Some(&cookie))
+on_both_stores! {
+    async fn origin_allowlist_is_enforced(store) {
+        let server =
+            store.start_dev_server_with(|c| c.allowed_origins = vec!["https://sc-market.space".into()]).await;
+        let base = server.http_url();
+        let cookie = session_cookie(&base, "alice").await;
+
+        let (status, body) =
+            polling_handshake(&base, Some(&cookie), Some("https://evil.example")).await;
+        assert_eq!(status, 403, "disallowed Origin on polling");
+        assert_eq!(body, r#"{"code":4,"message":"Forbidden"}"#);
+        let refused = RawSocket::connect_with(
+            &base,
+            "/ws",
+            Some(&cookie),
+            &[("origin", "https://evil.example")],
+        )
         .await
         .err()
-        .expect("third socket refused");
-    assert_eq!(third.status, 429);
-    // Another user is not affected.
-    let bob = session_cookie(&base, "bob").await;
-    RawSocket::connect(&base, Some(&bob))
-        .await
-        .expect("bob connects");
-    server.shutdown().await;
+        .expect("disallowed Origin on websocket is refused");
+        assert_eq!(refused.status, 403);
+
+        let (status, _) =
+            polling_handshake(&base, Some(&cookie), Some("https://sc-market.space")).await;
+        assert_eq!(status, 200, "listed Origin");
+        let (status, _) = polling_handshake(&base, Some(&cookie), None).await;
+        assert_eq!(status, 200, "no Origin header");
+        let same_origin = base.clone();
+        let (status, _) = polling_handshake(&base, Some(&cookie), Some(&same_origin)).await;
+        assert_eq!(status, 200, "same origin");
+        server.shutdown().await;
+    }
 }
 
-#[tokio::test]
-async fn custom_engine_path() {
-    let server = start_dev_server_with(|c| c.engine.path = "/realtime".into()).await;
-    let base = server.http_url();
-    let cookie = session_cookie(&base, "alice").await;
-    RawSocket::connect_with(&base, "/realtime", Some(&cookie), &[])
-        .await
-        .expect("socket on the custom path");
-    server.shutdown().await;
+on_both_stores! {
+    async fn handshake_rate_limit_per_ip(store) {
+        let server =
+            store.start_dev_server_with(|c| (c.limits.handshake_rate, c.limits.handshake_burst) = (1, 3))
+                .await;
+        let base = server.http_url();
+        let cookie = session_cookie(&base, "alice").await;
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            statuses.push(polling_handshake(&base, Some(&cookie), None).await.0);
+        }
+        assert_eq!(
+            &statuses[..3],
+            &[200, 200, 200],
+            "burst allowed: {statuses:?}"
+        );
+        assert!(statuses[3..].contains(&429), "over the limit: {statuses:?}");
+        let metrics = metrics_text(&base).await;
+        assert!(
+            metrics.contains(r#"scmarket_ws_rate_limited_total{limit="handshake"}"#),
+            "{metrics}"
+        );
+        server.shutdown().await;
+    }
 }
 
-#[tokio::test]
-async fn open_packet_has_the_configured_engine_settings() {
-    let server = start_dev_server_with(|c| {
-        c.engine.ping_interval = Duration::from_secs(10);
-        c.engine.ping_timeout = Duration::from_secs(5);
-        c.engine.max_payload = 50_000;
-    })
-    .await;
-    let base = server.http_url();
-    let cookie = session_cookie(&base, "alice").await;
-    let socket = RawSocket::connect(&base, Some(&cookie)).await.unwrap();
-    assert_eq!(socket.open["pingInterval"], 10000);
-    assert_eq!(socket.open["pingTimeout"], 5000);
-    assert_eq!(socket.open["maxPayload"], 50000);
-    server.shutdown().await;
+on_both_stores! {
+    async fn per_user_socket_cap(store) {
+        let server = store.start_dev_server_with(|c| c.limits.max_connections_per_user = 2).await;
+        let base = server.http_url();
+        let cookie = session_cookie(&base, "alice").await;
+        let _a = RawSocket::connect(&base, Some(&cookie))
+            .await
+            .expect("first socket");
+        let _b = RawSocket::connect(&base, Some(&cookie))
+            .await
+            .expect("second socket");
+        let third = RawSocket::connect(&base, Some(&cookie))
+            .await
+            .err()
+            .expect("third socket refused");
+        assert_eq!(third.status, 429);
+        // Another user is not affected.
+        let bob = session_cookie(&base, "bob").await;
+        RawSocket::connect(&base, Some(&bob))
+            .await
+            .expect("bob connects");
+        server.shutdown().await;
+    }
+}
+
+on_both_stores! {
+    async fn custom_engine_path(store) {
+        let server = store.start_dev_server_with(|c| c.engine.path = "/realtime".into()).await;
+        let base = server.http_url();
+        let cookie = session_cookie(&base, "alice").await;
+        RawSocket::connect_with(&base, "/realtime", Some(&cookie), &[])
+            .await
+            .expect("socket on the custom path");
+        server.shutdown().await;
+    }
+}
+
+on_both_stores! {
+    async fn open_packet_has_the_configured_engine_settings(store) {
+        let server = store.start_dev_server_with(|c| {
+            c.engine.ping_interval = Duration::from_secs(10);
+            c.engine.ping_timeout = Duration::from_secs(5);
+            c.engine.max_payload = 50_000;
+        })
+        .await;
+        let base = server.http_url();
+        let cookie = session_cookie(&base, "alice").await;
+        let socket = RawSocket::connect(&base, Some(&cookie)).await.unwrap();
+        assert_eq!(socket.open["pingInterval"], 10000);
+        assert_eq!(socket.open["pingTimeout"], 5000);
+        assert_eq!(socket.open["maxPayload"], 50000);
+        server.shutdown().await;
+    }
 }

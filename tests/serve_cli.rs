@@ -377,3 +377,103 @@ fn a_database_file_shared_with_other_processes_is_read_fresh() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `serve`'s stderr up to its "listening on" line (or its end, when it exits first); the
+/// child is killed afterwards.
+fn serve_log_until_listening(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = bin();
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command
+        .args(["serve", "--database", "sqlite::memory:"])
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("listening on") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, log);
+        }
+    }
+    (child.wait().unwrap().code(), log)
+}
+
+#[test]
+fn dev_mode_refuses_a_non_loopback_address_unless_told() {
+    let (code, log) = serve_log_until_listening(&["--dev", "--listen", "0.0.0.0:0"], &[]);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("--dev-allow-remote"), "{log}");
+    assert!(!log.contains("listening on"), "{log}");
+
+    // Told: a loud warning, then the server goes on to bind. A documentation address
+    // (TEST-NET-1) is not on this machine, so binding fails and nothing is exposed.
+    let (code, log) = serve_log_until_listening(
+        &["--dev", "--dev-allow-remote", "--listen", "192.0.2.1:0"],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("WARN") && log.contains("NON-LOOPBACK") && log.contains("cannot listen"),
+        "{log}"
+    );
+
+    let (code, log) = serve_log_until_listening(&["--dev-allow-remote"], &[]);
+    assert_eq!(
+        code,
+        Some(2),
+        "without --dev the flag is a usage error: {log}"
+    );
+}
+
+#[test]
+fn a_short_secret_is_used_with_a_loud_warning() {
+    let (code, log) =
+        serve_log_until_listening(&["--listen", "127.0.0.1:0"], &[("SESSION_SECRET", "x")]);
+    assert_eq!(code, None, "a short secret still starts: {log}");
+    assert!(
+        log.contains("WARN") && log.contains("WEAK SECRET") && log.contains("1 bytes"),
+        "{log}"
+    );
+    let long = "a".repeat(32);
+    let (code, log) =
+        serve_log_until_listening(&["--listen", "127.0.0.1:0"], &[("SESSION_SECRET", &long)]);
+    assert_eq!(code, None, "{log}");
+    assert!(!log.contains("WEAK SECRET"), "{log}");
+}
+
+/// `completions SHELL` prints a script that the shell loads and that knows every command and
+/// flag; bash loads it here, the others are checked for the words they must complete.
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, stdout, stderr) = run(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {stderr}");
+        for word in ["load-test", "listen", "normalize-ids", "resend-until"] {
+            assert!(stdout.contains(word), "{shell} script lacks {word}");
+        }
+    }
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(script.path(), run(&["completions", "bash"]).1).unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p scmarket-ws",
+            script.path().display()
+        ))
+        .output()
+        .expect("bash runs");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("scmarket-ws"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, _, stderr) = run(&["completions", "tcsh"]);
+    assert_eq!(code, 2, "{stderr}");
+}

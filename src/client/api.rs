@@ -191,7 +191,11 @@ impl ApiClient {
         request: &PostMessageRequest,
     ) -> Result<(), ClientError> {
         let url = self.url(&["api", "chats", chat_id, "messages"])?;
-        let request = self.http.post(url).header(COOKIE, cookie).json(request);
+        let mut request = self.http.post(url).json(request);
+        // A session without credentials (`setup.users: none`) posts without a Cookie header.
+        if !cookie.is_empty() {
+            request = request.header(COOKIE, cookie);
+        }
         let response = self
             .timed(request)
             .send()

@@ -16,6 +16,9 @@ pub enum DisconnectReason {
     TransportClose,
     TransportError(String),
     ParseError(String),
+    /// The server sent more at once than the cap (in bytes): a message or polling answer
+    /// longer than the engine's maxPayload.
+    TooLarge(u64),
 }
 
 impl DisconnectReason {
@@ -26,7 +29,8 @@ impl DisconnectReason {
             DisconnectReason::PingTimeout => DisconnectKind::PingTimeout,
             DisconnectReason::TransportClose
             | DisconnectReason::TransportError(_)
-            | DisconnectReason::ParseError(_) => DisconnectKind::Transport,
+            | DisconnectReason::ParseError(_)
+            | DisconnectReason::TooLarge(_) => DisconnectKind::Transport,
         }
     }
 }
@@ -40,6 +44,10 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::TransportClose => f.write_str("transport close"),
             DisconnectReason::TransportError(e) => write!(f, "transport error: {e}"),
             DisconnectReason::ParseError(e) => write!(f, "parse error: {e}"),
+            DisconnectReason::TooLarge(cap) => write!(
+                f,
+                "the server sent more than {cap} bytes at once (the engine's maxPayload, or the client's cap)"
+            ),
         }
     }
 }

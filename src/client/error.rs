@@ -95,6 +95,16 @@ impl ClientError {
         }
     }
 
+    /// The HTTP status the server answered with, where the failure was one.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            ClientError::Refused { status, .. }
+            | ClientError::HttpStatus { status, .. }
+            | ClientError::ApiStatus { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
     /// What to try next, for the person reading the error.
     pub fn hint(&self) -> Option<&'static str> {
         Some(match self {

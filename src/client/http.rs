@@ -18,6 +18,33 @@ pub(super) fn shared_client() -> &'static reqwest::Client {
     })
 }
 
+/// Why a response body could not be read.
+pub(super) enum BodyError {
+    Http(reqwest::Error),
+    /// Longer than the cap (the cap in bytes).
+    TooLarge(u64),
+}
+
+/// A response body as text, read up to `cap` bytes: a server that answers with more (a hostile
+/// or broken one) costs at most that much memory, never the gigabytes it may send.
+pub(super) async fn read_body(
+    mut response: reqwest::Response,
+    cap: u64,
+) -> Result<String, BodyError> {
+    if response.content_length().is_some_and(|n| n > cap) {
+        return Err(BodyError::TooLarge(cap));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
+        if (body.len() + chunk.len()) as u64 > cap {
+            return Err(BodyError::TooLarge(cap));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8(body)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
 /// A failed request as a client error: timeout, TLS, unreachable, or a transport error.
 pub(super) fn reqwest_error(
     e: reqwest::Error,

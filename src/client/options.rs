@@ -80,6 +80,9 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Deliver engine pings as [`SessionEvent::Ping`] (for `connect --hold`).
     pub report_pings: bool,
+    /// The most the server may send at once (a websocket message, a polling answer), in bytes;
+    /// a smaller maxPayload announced by the server lowers it. `None`: production's 1,000,000.
+    pub max_payload: Option<u64>,
 }
 
 impl fmt::Debug for ConnectOptions {
@@ -161,7 +164,15 @@ impl ConnectOptions {
             auth: None,
             timeout: Duration::from_secs(10),
             report_pings: false,
+            max_payload: None,
         })
+    }
+
+    /// The cap on what the server sends at once, before and after it announced its
+    /// maxPayload (`announced`).
+    pub(super) fn payload_cap(&self, announced: Option<u64>) -> u64 {
+        let configured = self.max_payload.unwrap_or(protocol::DEFAULT_MAX_PAYLOAD);
+        announced.map_or(configured, |a| a.min(configured))
     }
 
     /// `http(s)://host:port/`, for REST calls such as the dev login.

@@ -158,7 +158,8 @@ impl Session {
         let (link, info, early) = transport::open(options, started, deadline).await?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let mut state = SessionState::new(&info.handshake, ev_tx, options.report_pings);
+        let cap = options.payload_cap(info.handshake.max_payload);
+        let mut state = SessionState::new(&info.handshake, ev_tx, options.report_pings, cap);
         for text in early {
             // Packets that came with the CONNECT answer (an event already queued for us).
             let _ = state.on_text(&text);

@@ -22,6 +22,8 @@ pub(super) struct SessionState {
     /// pingInterval + pingTimeout: a session without a ping for this long is dead.
     pub(super) ping_window: Duration,
     report_pings: bool,
+    /// The longest message the server may send (the engine's maxPayload, or the client's cap).
+    pub(super) max_payload: u64,
 }
 
 /// What the driver must do after a packet.
@@ -36,6 +38,7 @@ impl SessionState {
         handshake: &Handshake,
         events: mpsc::UnboundedSender<SessionEvent>,
         report_pings: bool,
+        max_payload: u64,
     ) -> Self {
         SessionState {
             events,
@@ -44,6 +47,7 @@ impl SessionState {
             partial: None,
             ping_window: Duration::from_millis(handshake.ping_interval + handshake.ping_timeout),
             report_pings,
+            max_payload,
         }
     }
 

@@ -19,10 +19,12 @@ pub(crate) fn client_failure(error: ClientError, doing: &str) -> anyhow::Error {
     };
     let mut message = format!("{doing}: {error}");
     if let Some(hint) = error.hint() {
-        message.push_str("\n  try: ");
+        message.push_str(crate::exit::HINT_MARK);
         message.push_str(hint);
     }
-    CommandError::new(code, message).into()
+    CommandError::new(code, message)
+        .with_status(error.http_status())
+        .into()
 }
 
 /// Build the connect options from the shared flags, logging in first with `--login`.
@@ -31,6 +33,7 @@ pub(crate) async fn options(args: &ClientArgs) -> anyhow::Result<ConnectOptions>
     let mut options = ConnectOptions::new(&args.url, args.path.as_deref()).map_err(usage)?;
     options.transport = args.transport;
     options.timeout = args.timeout;
+    options.max_payload = Some(args.max_payload);
     for cookie in &args.cookies {
         options.add_cookies(cookie).map_err(usage)?;
     }
@@ -73,12 +76,28 @@ pub(crate) async fn options(args: &ClientArgs) -> anyhow::Result<ConnectOptions>
     Ok(options)
 }
 
-pub(crate) fn parse_chat_ids(ids: &[String]) -> anyhow::Result<Vec<ChatId>> {
+/// Chat ids as the server will get them: checked to be UUIDs, sent as typed unless
+/// `normalize` lower-cases them. An id that is not lower-case gets a warning, since production
+/// names its rooms by the lower-case id and joins the room named as sent (`case-sensitive-rooms`).
+pub(crate) fn chat_ids(ids: &[String], normalize: bool) -> anyhow::Result<Vec<String>> {
     ids.iter()
         .map(|id| {
-            ChatId::parse(id.trim()).map_err(|e| {
+            let typed = id.trim();
+            let chat = ChatId::parse(typed).map_err(|e| {
                 anyhow::Error::from(CommandError::usage(format!("chat id {id:?}: {e}")))
-            })
+            })?;
+            let canonical = chat.to_string();
+            if normalize {
+                return Ok(canonical);
+            }
+            if typed != canonical {
+                tracing::warn!(
+                    "chat id {typed} is not lower-case; it is sent as typed, and production would \
+                     join a room of that name, which never receives messages (its rooms are \
+                     named by the lower-case id): pass --normalize-ids to send {canonical}"
+                );
+            }
+            Ok(typed.to_string())
         })
         .collect()
 }

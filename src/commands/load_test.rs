@@ -1,6 +1,7 @@
 //! `load-test`: validate a scenario, print its plan or run it, write the report (JSON, HTML);
 //! exit 1 when a threshold fails or a virtual user panicked.
 
+use std::ffi::OsString;
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -12,13 +13,16 @@ use crate::loadtest::metrics::series::{MAX_INTERVALS, interval_for, intervals_sp
 use crate::loadtest::report::{self, Report};
 use crate::loadtest::runner::{self, GRACE, RunOptions};
 use crate::loadtest::scenario::{self, LoadError, Overrides, Scenario};
+use crate::loadtest::shard::Shard;
+use crate::loadtest::workers::{self, WorkerPlan};
 
 /// `load-test`: validate the scenario; with `--check`, print the plan; otherwise run it, print
 /// the report, write it with `--output` and `--html`, and exit 1 when the run did not pass.
 pub async fn run(args: LoadTestArgs, show_progress: bool) -> anyhow::Result<ExitCode> {
     let overrides = Overrides {
         sets: args.set.clone(),
-        target: args.target.clone(),
+        targets: args.target.clone(),
+        generators: args.shard.map_or(1, |s| s.count()) * args.workers,
     };
     let scenario = scenario::load(&args.scenario, &overrides).map_err(|e| match e {
         LoadError::Read { .. } => CommandError::usage(e.to_string()),
@@ -35,12 +39,21 @@ pub async fn run(args: LoadTestArgs, show_progress: bool) -> anyhow::Result<Exit
             check_writable(flag, path)?;
         }
     }
-    let options = RunOptions {
-        show_progress,
-        interval: args.interval,
+    let shard = args.shard.unwrap_or_default();
+    let report = if args.workers > 1 {
+        workers::run(&scenario, &worker_plan(&args, shard, show_progress)?).await?
+    } else {
+        let options = RunOptions {
+            show_progress,
+            interval: args.interval,
+            shard,
+            worker: args.worker,
+        };
+        runner::run(&scenario, &options).await?
     };
-    let report = runner::run(&scenario, &options).await?;
-    print!("{}", report::render_text(&report));
+    if !args.worker {
+        print!("{}", report::render_text(&report));
+    }
     if let Some(path) = &args.output {
         report
             .save(path)
@@ -61,6 +74,39 @@ pub async fn run(args: LoadTestArgs, show_progress: bool) -> anyhow::Result<Exit
         ExitCode::Ok
     } else {
         ExitCode::Failure
+    })
+}
+
+/// What every worker is started with: this run's arguments, less those the parent handles.
+fn worker_plan(
+    args: &LoadTestArgs,
+    shard: Shard,
+    show_progress: bool,
+) -> anyhow::Result<WorkerPlan> {
+    let exe = std::env::current_exe().map_err(|e| {
+        CommandError::new(
+            ExitCode::Failure,
+            format!("cannot find this binary to start workers: {e}"),
+        )
+    })?;
+    let mut passed: Vec<OsString> = vec![args.scenario.clone().into_os_string()];
+    for set in &args.set {
+        passed.extend(["--set".into(), set.into()]);
+    }
+    passed.extend([
+        "--interval".into(),
+        format!("{}ms", args.interval.as_millis()).into(),
+    ]);
+    if let Some(threads) = args.threads {
+        passed.extend(["--threads".into(), threads.to_string().into()]);
+    }
+    Ok(WorkerPlan {
+        exe,
+        workers: args.workers,
+        shard,
+        args: passed,
+        targets: args.target.clone(),
+        show_progress,
     })
 }
 

@@ -3,7 +3,9 @@
 
 pub mod check;
 pub mod client_setup;
+pub mod completions;
 pub mod connect;
+pub mod db;
 pub mod join;
 pub mod listen;
 pub mod load_test;

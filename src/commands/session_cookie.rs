@@ -3,13 +3,17 @@
 use crate::cli::{CookieKind, SessionArgs};
 use crate::exit::CommandError;
 use crate::protocol::{ACCESS_COOKIE, SESSION_COOKIE};
-use crate::store::Store;
 
-use crate::server::{auth, open_store};
+use crate::server::{PoolConfig, StoreConfig, auth, open_store};
 
 pub async fn run(args: SessionArgs) -> anyhow::Result<()> {
     let secrets = args.store.secrets().resolve(args.store.dev)?;
-    let store = open_store(&args.store.database, None).await?;
+    let store_config = StoreConfig {
+        database: args.store.database.clone(),
+        pool: PoolConfig::from(&args.store.pool),
+        ..StoreConfig::default()
+    };
+    let store = open_store(&store_config, args.store.dev).await?.store;
     let user = match store.user_by_username(&args.user).await? {
         Some(user) => user,
         None if args.store.dev => store.ensure_user(&args.user).await?,

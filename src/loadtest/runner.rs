@@ -29,6 +29,7 @@ use super::progress::Progress;
 use super::report::{Generator, Report, RunInfo};
 use super::scenario::{Phase, RestartServer, Scenario, UserScenario};
 use super::setup::{self, Prepared};
+use super::shard::Shard;
 use super::vu::{Shared, VirtualUser};
 
 /// How long virtual users still running when the last phase ends may take to finish their
@@ -45,6 +46,10 @@ pub struct RunOptions {
     pub show_progress: bool,
     /// Length of the report's time-series intervals.
     pub interval: Duration,
+    /// The part of the scenario this generator runs (`--shard`).
+    pub shard: Shard,
+    /// A worker of `--workers`: progress as JSON status lines on stdout, for the parent.
+    pub worker: bool,
 }
 
 impl Default for RunOptions {
@@ -52,6 +57,8 @@ impl Default for RunOptions {
         RunOptions {
             show_progress: false,
             interval: super::metrics::series::DEFAULT_INTERVAL,
+            shard: Shard::WHOLE,
+            worker: false,
         }
     }
 }
@@ -89,7 +96,11 @@ fn pick(scenarios: &[UserScenario]) -> &UserScenario {
 
 /// Run `scenario` to its report.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Report> {
-    let (shared, embedded) = share(setup::prepare(scenario).await?, options.interval);
+    let (shared, embedded) = share(
+        setup::prepare(scenario, options.shard).await?,
+        options.interval,
+        options.shard,
+    );
     let metrics = Arc::clone(&shared.metrics);
     let started_at = OffsetDateTime::now_utc();
     let wall = Instant::now();
@@ -100,7 +111,12 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Re
         Arc::clone(&metrics),
     );
 
-    let mut driver = Driver::new(scenario, shared, options.show_progress, wall);
+    let progress = if options.worker {
+        Progress::for_worker()
+    } else {
+        Progress::new(options.show_progress, scenario.duration())
+    };
+    let mut driver = Driver::new(scenario, shared, progress, wall);
     let mut interrupted = false;
     for (index, phase) in scenario.phases.iter().enumerate() {
         if driver.phase(index, scenario.phases.len(), phase).await == Outcome::Interrupted {
@@ -139,10 +155,13 @@ fn panic_warning(count: u64, first: &str) -> String {
 
 /// What every virtual user of the run shares: the provisioned target, cookies and rooms, and
 /// one [`Metrics`] built with the run's rooms, a random run id and intervals of `interval`.
-fn share(prepared: Prepared, interval: Duration) -> (Arc<Shared>, Option<setup::Embedded>) {
+fn share(
+    prepared: Prepared,
+    interval: Duration,
+    shard: Shard,
+) -> (Arc<Shared>, Option<setup::Embedded>) {
     let Prepared {
-        options,
-        api,
+        nodes,
         cookies,
         rooms,
         auto_joined,
@@ -150,7 +169,9 @@ fn share(prepared: Prepared, interval: Duration) -> (Arc<Shared>, Option<setup::
         total_vus,
     } = prepared;
     tracing::info!(
-        target = %options.display_target(),
+        target = %nodes[0].options.display_target(),
+        nodes = nodes.len(),
+        %shard,
         virtual_users = total_vus,
         rooms = rooms.len(),
         "setup done; starting phases"
@@ -164,11 +185,11 @@ fn share(prepared: Prepared, interval: Duration) -> (Arc<Shared>, Option<setup::
     ));
     let shared = Arc::new(Shared {
         metrics,
-        options,
+        nodes,
+        shard,
         cookies,
         rooms,
         auto_joined,
-        api,
         room_acks: std::sync::atomic::AtomicU8::new(0),
     });
     (shared, embedded)
@@ -265,22 +286,23 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(scenario: &Scenario, shared: Arc<Shared>, show_progress: bool, wall: Instant) -> Driver {
+    fn new(scenario: &Scenario, shared: Arc<Shared>, progress: Progress, wall: Instant) -> Driver {
         Driver {
             shared,
             scenarios: scenario.scenarios.clone().into(),
             users: JoinSet::new(),
             next_vu: 0,
-            progress: Progress::new(show_progress, scenario.duration()),
+            progress,
             wall,
             ctrl_c: Box::pin(tokio::signal::ctrl_c()),
         }
     }
 
-    fn take_vu(&mut self) -> u64 {
+    /// The next virtual user number of the whole run, if it is this shard's.
+    fn take_vu(&mut self) -> Option<u64> {
         let vu = self.next_vu;
         self.next_vu += 1;
-        vu
+        self.shared.shard.owns(vu).then_some(vu)
     }
 
     /// Run virtual user `vu`'s `body` as a task of the run. A panic is caught at the task's
@@ -302,7 +324,7 @@ impl Driver {
     /// Closed model: a user that starts a scenario again each time it finishes one, until the
     /// phase ends (it finishes the one it is in).
     fn start_looping_user(&mut self, phase_end: Instant) {
-        let vu = self.take_vu();
+        let Some(vu) = self.take_vu() else { return };
         let (shared, scenarios) = (Arc::clone(&self.shared), Arc::clone(&self.scenarios));
         self.spawn_user(vu, async move {
             let mut user = VirtualUser::new(shared, vu, None);
@@ -315,7 +337,7 @@ impl Driver {
     /// Open model: a new user that runs one scenario, scheduled for `due` (its schedule lag is
     /// measured from there).
     fn start_arrival(&mut self, due: Instant) {
-        let vu = self.take_vu();
+        let Some(vu) = self.take_vu() else { return };
         let (shared, scenarios) = (Arc::clone(&self.shared), Arc::clone(&self.scenarios));
         self.spawn_user(vu, async move {
             VirtualUser::new(shared, vu, Some(due))
@@ -522,14 +544,22 @@ mod tests {
             crate::client::ConnectOptions::new("http://127.0.0.1:9", None).expect("valid URL");
         let shared = Arc::new(Shared {
             metrics: Arc::clone(&metrics),
-            api: crate::client::ApiClient::for_target(&options),
-            options,
+            nodes: Arc::from(vec![super::setup::TargetNode {
+                api: crate::client::ApiClient::for_target(&options),
+                options,
+            }]),
+            shard: Shard::WHOLE,
             cookies: Arc::from(vec!["scmarket.sid=x".to_owned()]),
             rooms: Arc::from(Vec::<String>::new()),
             auto_joined: false,
             room_acks: std::sync::atomic::AtomicU8::new(0),
         });
-        let mut driver = Driver::new(&scenario, shared, false, Instant::now());
+        let mut driver = Driver::new(
+            &scenario,
+            shared,
+            Progress::new(false, Duration::ZERO),
+            Instant::now(),
+        );
         driver.spawn_user(41, async {});
         driver.spawn_user(42, async {
             tokio::task::yield_now().await;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::scenario::{Phase, Rooms, Scenario, Target, Users, limits};
+use super::shard::Shard;
 use super::template::Vars;
 use crate::client::{ApiClient, ClientError, ConnectOptions, ErrorClass};
 use crate::exit::{CommandError, ExitCode};
@@ -24,22 +25,31 @@ use crate::server::RunningServer;
 /// Requests in flight while provisioning users and rooms.
 const PROVISIONING_CONCURRENCY: usize = 32;
 
+/// One node of the target: where its sessions connect and where its users post.
+pub struct TargetNode {
+    /// URL and path; each session adds its own cookie to a clone.
+    pub options: ConnectOptions,
+    /// The node's REST API, for the virtual users' posts.
+    pub api: ApiClient,
+}
+
 /// What the run needs, ready before the first phase.
 pub struct Prepared {
-    /// Target URL and path; each session adds its own cookie to a clone.
-    pub options: ConnectOptions,
-    /// The target's REST API, for the virtual users' posts.
-    pub api: ApiClient,
-    /// `Cookie` header text per virtual user (`cookies[vu % len]`).
+    /// The target's nodes (one unless `target` lists several): virtual user N starts on
+    /// `nodes[N mod len]`.
+    pub nodes: Arc<[TargetNode]>,
+    /// `Cookie` header text per virtual user of this shard (`cookies[local % len]`, local
+    /// numbers as in `shard.rs`).
     pub cookies: Arc<[String]>,
-    /// Room (chat id) per virtual user (`rooms[vu % len]`); empty without `setup.rooms`.
+    /// Room (chat id) per virtual user of this shard (`rooms[local % len]`); empty without
+    /// `setup.rooms`.
     pub rooms: Arc<[String]>,
     /// The server joins each session to its user's chats on connect: with dev-created rooms,
     /// the virtual user's own room.
     pub auto_joined: bool,
     /// `serve --dev` started in this process for `target: embedded`.
     pub embedded: Option<Embedded>,
-    /// Virtual users the phases will start.
+    /// Virtual users the phases will start in this shard.
     pub total_vus: u64,
 }
 
@@ -70,7 +80,7 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    async fn start(path: &str, survive_restart: bool) -> anyhow::Result<Embedded> {
+    pub async fn start(path: &str, survive_restart: bool) -> anyhow::Result<Embedded> {
         let database = survive_restart.then(|| {
             std::env::temp_dir().join(format!(
                 "scmarket-ws-load-test-{}-{:08x}.db",
@@ -134,8 +144,9 @@ async fn start_embedded(
     server::start(config).await
 }
 
-pub async fn prepare(scenario: &Scenario) -> anyhow::Result<Prepared> {
-    let (embedded, url) = match &scenario.target {
+pub async fn prepare(scenario: &Scenario, shard: Shard) -> anyhow::Result<Prepared> {
+    check_shard(scenario, shard)?;
+    let (embedded, urls) = match &scenario.target {
         Target::Embedded => {
             let embedded = Embedded::start(
                 &scenario.engine_path,
@@ -143,71 +154,127 @@ pub async fn prepare(scenario: &Scenario) -> anyhow::Result<Prepared> {
             )
             .await?;
             let url = embedded.http_url();
-            (Some(embedded), url)
+            (Some(embedded), vec![url])
         }
-        Target::Url(url) => {
-            check_loopback(url)?;
-            (None, url.to_string())
+        Target::Urls(urls) => {
+            for url in urls {
+                check_loopback(url)?;
+            }
+            (None, urls.iter().map(|u| u.to_string()).collect())
         }
     };
-    let mut options = ConnectOptions::new(&url, Some(&scenario.engine_path))
-        .map_err(|e| CommandError::usage(e.to_string()))?;
-    options.timeout = Duration::from_secs(10);
-    let api = ApiClient::for_target(&options);
-    let total_vus = count_vus(&scenario.phases);
-    let room_count = match &scenario.setup.rooms {
-        Some(Rooms::Count(n)) => u64::from(*n),
-        _ => 1,
+    let nodes = urls
+        .iter()
+        .map(|url| {
+            let mut options = ConnectOptions::new(url, Some(&scenario.engine_path))
+                .map_err(|e| CommandError::usage(e.to_string()))?;
+            options.timeout = Duration::from_secs(10);
+            let api = ApiClient::for_target(&options);
+            Ok(TargetNode { options, api })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Users and rooms are provisioned through the first node: the nodes share one store.
+    let (api, timeout) = (&nodes[0].api, nodes[0].options.timeout);
+    let total_vus = shard.owned_of(count_vus(&scenario.phases));
+    let own_rooms: Vec<usize> = match &scenario.setup.rooms {
+        Some(Rooms::Count(n)) => shard
+            .deal(&(0..*n as usize).collect::<Vec<_>>())
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect(),
+        _ => Vec::new(),
     };
     let pool = user_pool(
         total_vus,
         limits::max_sessions(&scenario.target),
-        room_count,
+        own_rooms.len().max(1) as u64,
     );
 
     let usernames: Option<Vec<String>> = match &scenario.setup.users {
         Users::Template(t) => Some(
             (0..pool)
-                .map(|vu| {
+                .map(|local| {
                     t.render(&Vars {
-                        vu,
+                        vu: shard.global(local),
                         ..Vars::default()
                     })
                 })
                 .collect(),
         ),
-        Users::SessionsFile(_) => None,
+        Users::SessionsFile(_) | Users::None => None,
     };
 
     let (rooms, auto_joined): (Vec<String>, bool) = match (&scenario.setup.rooms, &usernames) {
         (None, _) => (Vec::new(), false),
-        (Some(Rooms::Ids(ids)), _) => (ids.iter().map(|id| id.room()).collect(), false),
-        (Some(Rooms::Count(n)), Some(names)) => (create_dev_rooms(&api, *n, names).await?, true),
+        (Some(Rooms::Ids(ids)), _) => (
+            shard
+                .deal(ids)
+                .into_iter()
+                .map(|(_, id)| id.room())
+                .collect(),
+            false,
+        ),
+        (Some(Rooms::Count(_)), Some(names)) => {
+            (create_dev_rooms(api, &own_rooms, names).await?, true)
+        }
         (Some(Rooms::Count(_)), None) => {
             return Err(CommandError::usage(
                 "setup.rooms as a count creates chats through the dev helpers, which need \
-                 setup.users (dev login); with sessions_file, list existing chat ids instead",
+                 setup.users (dev login); with sessions_file or users: none, list existing chat \
+                 ids instead",
             )
             .into());
         }
     };
 
     let cookies: Vec<String> = match (&scenario.setup.users, usernames) {
-        (Users::SessionsFile(file), _) => read_sessions_file(file)?,
-        (Users::Template(_), Some(names)) => {
-            dev_logins(&api.clone().with_timeout(options.timeout), &names).await?
+        (Users::SessionsFile(file), _) => {
+            let lines = read_sessions_file(file)?;
+            if lines.len() < shard.count() as usize {
+                return Err(CommandError::usage(format!(
+                    "sessions_file {} has {} session(s), fewer than the {} shards that deal \
+                     them out: give at least one per shard",
+                    file.display(),
+                    lines.len(),
+                    shard.count()
+                ))
+                .into());
+            }
+            shard.deal(&lines).into_iter().map(|(_, l)| l).collect()
         }
+        (Users::Template(_), Some(names)) => {
+            dev_logins(&api.clone().with_timeout(timeout), &names).await?
+        }
+        (Users::None, _) => vec![String::new()],
         (Users::Template(_), None) => unreachable!("templates always render usernames"),
     };
     Ok(Prepared {
-        options,
-        api,
+        nodes: nodes.into(),
         cookies: cookies.into(),
         rooms: rooms.into(),
         auto_joined,
         embedded,
         total_vus,
     })
+}
+
+/// A shard owns whole rooms (see `shard.rs`): it needs at least one.
+fn check_shard(scenario: &Scenario, shard: Shard) -> anyhow::Result<()> {
+    let rooms = match &scenario.setup.rooms {
+        Some(Rooms::Count(n)) => u64::from(*n),
+        Some(Rooms::Ids(ids)) => ids.len() as u64,
+        None => return Ok(()),
+    };
+    if rooms < u64::from(shard.count()) {
+        return Err(CommandError::usage(format!(
+            "setup.rooms gives {rooms} room(s) to {} shards: each shard owns whole rooms (so \
+             that every message is counted where it is received), so give at least one room \
+             per shard",
+            shard.count()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Load tests only ever target this machine: a URL whose host is not loopback is refused.
@@ -239,18 +306,20 @@ fn provisioning_error(doing: &str, error: &ClientError) -> anyhow::Error {
     setup_error(format!("{doing}: {error}{hint}"))
 }
 
+/// Create the dev rooms of this shard (`own`: their numbers in the whole run); the shard's
+/// user `local` takes part in its room `local mod own.len()`.
 async fn create_dev_rooms(
     api: &ApiClient,
-    count: u32,
+    own: &[usize],
     usernames: &[String],
 ) -> anyhow::Result<Vec<String>> {
-    let count = count.max(1) as usize;
+    let count = own.len().max(1);
     let mut rooms = Vec::with_capacity(count);
-    for room in 0..count {
+    for (local_room, room) in own.iter().enumerate() {
         let participants: Vec<String> = usernames
             .iter()
             .enumerate()
-            .filter(|(vu, _)| vu % count == room)
+            .filter(|(local, _)| local % count == local_room)
             .map(|(_, name)| name.clone())
             .collect();
         let request = DevCreateChatRequest {
@@ -295,7 +364,16 @@ async fn dev_logins(api: &ApiClient, usernames: &[String]) -> anyhow::Result<Vec
             api.dev_login(name)
                 .await
                 .map(|login| login.session_cookie)
-                .map_err(|e| provisioning_error(&format!("dev login as {name}"), &e))
+                .map_err(|e| match e {
+                    ClientError::ApiStatus { status: 404, .. } => setup_error(format!(
+                        "dev login as {name}: {e}; the target has no dev helpers (only \
+                         `serve --dev` does), so give the users another way: \
+                         `setup.sessions_file` (one Cookie header or JWT per line, e.g. from \
+                         `scmarket-ws session-cookie`), or `setup.users: none` for sessions \
+                         without credentials"
+                    )),
+                    e => provisioning_error(&format!("dev login as {name}"), &e),
+                })
         })
         .buffered(PROVISIONING_CONCURRENCY)
         .try_collect()

@@ -60,6 +60,8 @@ pub enum Refusal {
     NoCredentials,
     TokenInvalid,
     TokenExpired,
+    /// `nbf` (not before) is further ahead than the leeway.
+    TokenNotYetValid,
     SessionMalformed,
     SessionBadSignature,
     SessionUnknown,
@@ -69,10 +71,11 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::NoCredentials,
         Refusal::TokenInvalid,
         Refusal::TokenExpired,
+        Refusal::TokenNotYetValid,
         Refusal::SessionMalformed,
         Refusal::SessionBadSignature,
         Refusal::SessionUnknown,
@@ -86,6 +89,7 @@ impl Refusal {
             Refusal::NoCredentials => "no_credentials",
             Refusal::TokenInvalid => "token_invalid",
             Refusal::TokenExpired => "token_expired",
+            Refusal::TokenNotYetValid => "token_not_yet_valid",
             Refusal::SessionMalformed => "session_malformed",
             Refusal::SessionBadSignature => "session_bad_signature",
             Refusal::SessionUnknown => "session_unknown",
@@ -190,11 +194,13 @@ pub fn issue_access_token(user: &User, secrets: &Secrets, ttl: Duration) -> Stri
 }
 
 /// The user id in a valid access token. Only HS256 is accepted, so `alg: none` and tokens
-/// signed with another algorithm are refused.
+/// signed with another algorithm are refused. `exp` and, when present, `nbf` are checked with
+/// the leeway, as production's jsonwebtoken checks them.
 pub fn verify_access_token(token: &str, secrets: &Secrets) -> Result<Uuid, Refusal> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = ACCESS_TOKEN_LEEWAY.as_secs();
     validation.validate_exp = true;
+    validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "sub"]);
     let data = jsonwebtoken::decode::<AccessClaims>(
         token,
@@ -203,6 +209,7 @@ pub fn verify_access_token(token: &str, secrets: &Secrets) -> Result<Uuid, Refus
     )
     .map_err(|e| match e.kind() {
         jsonwebtoken::errors::ErrorKind::ExpiredSignature => Refusal::TokenExpired,
+        jsonwebtoken::errors::ErrorKind::ImmatureSignature => Refusal::TokenNotYetValid,
         _ => Refusal::TokenInvalid,
     })?;
     Uuid::try_parse(&data.claims.sub).map_err(|_| Refusal::TokenInvalid)

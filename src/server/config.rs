@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::auth::{self, Secrets};
 use crate::exit::CommandError;
 use crate::protocol;
+pub use crate::store::postgres::PoolConfig;
 
 /// Where `serve` listens when not told otherwise.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -28,6 +29,10 @@ pub struct Config {
     /// Development mode: the fixed development secret when none is given, and the dev-only
     /// routes (`POST /api/dev/*`, see `server::routes`).
     pub dev: bool,
+    /// Let a `dev` server listen on a non-loopback address. The dev routes log anyone in as
+    /// any user (`admin` included), so without this a `dev` server refuses to be reachable
+    /// from the network.
+    pub dev_allow_remote: bool,
     pub store: StoreConfig,
     pub secrets: SecretsConfig,
     pub engine: EngineConfig,
@@ -37,6 +42,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Rooms that get their own label in `/metrics`; later rooms are counted as `other`.
     pub metrics_room_labels: usize,
+    /// How this node shares rooms with the other nodes of a deployment.
+    pub adapter: AdapterConfig,
 }
 
 impl Default for Config {
@@ -44,17 +51,62 @@ impl Default for Config {
         Config {
             listen: DEFAULT_LISTEN,
             dev: false,
+            dev_allow_remote: false,
             store: StoreConfig::default(),
             secrets: SecretsConfig::default(),
             engine: EngineConfig::default(),
             allowed_origins: Vec::new(),
             limits: LimitsConfig::default(),
             metrics_room_labels: 100,
+            adapter: AdapterConfig::Local,
         }
     }
 }
 
+/// Secrets shorter than this get a loud warning: HS256 and express-session's HMAC want at
+/// least a hash's length of key to resist guessing. They are still used, since they must match
+/// what SC Market's backend signs with.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 impl Config {
+    /// Refuse or warn about settings that expose the server: the dev routes on a non-loopback
+    /// address (refused unless `dev_allow_remote`), and short secrets (warned).
+    pub fn check_exposure(&self) -> Result<(), CommandError> {
+        let remote = !self.listen.ip().is_loopback();
+        if self.dev && remote {
+            if !self.dev_allow_remote {
+                return Err(CommandError::usage(format!(
+                    "--dev on {}, a non-loopback address, would let anyone on the network log in \
+                     as any user (admin included) through /api/dev/login; listen on 127.0.0.1, \
+                     or pass --dev-allow-remote if that is really meant",
+                    self.listen
+                )));
+            }
+            tracing::warn!(
+                listen = %self.listen,
+                "DEVELOPMENT MODE ON A NON-LOOPBACK ADDRESS: anyone who reaches this server can \
+                 log in as any user, admin included, through /api/dev/login"
+            );
+        }
+        for (name, secret) in [
+            ("session secret (SESSION_SECRET)", &self.secrets.session),
+            ("JWT secret (JWT_SECRET)", &self.secrets.jwt),
+        ] {
+            if let Some(secret) = secret.as_deref().filter(|s| !s.is_empty())
+                && secret.len() < MIN_SECRET_BYTES
+            {
+                tracing::warn!(
+                    "WEAK SECRET: the {name} is {} bytes; cookies signed with fewer than {} \
+                     bytes of secret can be forged by guessing it. Use a longer random secret \
+                     (here and in SC Market's backend)",
+                    secret.len(),
+                    MIN_SECRET_BYTES
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// A throwaway development server: dev mode, an in-memory store seeded with the demo data,
     /// a free loopback port. What tests, examples and the load test's `embedded` target start.
     pub fn ephemeral_dev() -> Self {
@@ -63,21 +115,72 @@ impl Config {
             dev: true,
             store: StoreConfig {
                 database: IN_MEMORY_DATABASE.to_string(),
-                seed: None,
+                ..StoreConfig::default()
             },
             ..Config::default()
         }
     }
 }
 
-/// The SQLite store.
+/// The Socket.IO adapter: where a broadcast goes beyond this process's own sockets.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum AdapterConfig {
+    /// This node alone: rooms live in its memory (one node per deployment).
+    #[default]
+    Local,
+    /// Redis pub/sub (`socketioxide-redis`): every node of a deployment uses the same Redis
+    /// and `prefix`, and a broadcast, a room's disconnect or a fetch of sockets reaches every
+    /// node.
+    Redis { url: String, prefix: String },
+    /// PostgreSQL LISTEN/NOTIFY (`socketioxide-postgres`), the same sharing over a database
+    /// (measured against Redis in docs/BENCHMARKS.md).
+    Postgres { url: String, prefix: String },
+}
+
+/// The channel prefix nodes share when none is given.
+pub const DEFAULT_ADAPTER_PREFIX: &str = "scmarket-ws";
+
+impl AdapterConfig {
+    /// From `--adapter`: `local`, a `redis://` / `rediss://` URL, or a `postgres://` one.
+    pub fn parse(text: &str, prefix: &str) -> Result<AdapterConfig, CommandError> {
+        if text == "local" {
+            return Ok(AdapterConfig::Local);
+        }
+        let url = url::Url::parse(text).map_err(|e| {
+            CommandError::usage(format!(
+                "--adapter {text}: write `local` or a Redis URL such as redis://127.0.0.1:6379 ({e})"
+            ))
+        })?;
+        match url.scheme() {
+            "redis" | "rediss" => Ok(AdapterConfig::Redis {
+                url: text.to_owned(),
+                prefix: prefix.to_owned(),
+            }),
+            "postgres" | "postgresql" => Ok(AdapterConfig::Postgres {
+                url: text.to_owned(),
+                prefix: prefix.to_owned(),
+            }),
+            other => Err(CommandError::usage(format!(
+                "--adapter {text}: scheme `{other}` is not an adapter: write `local`, redis://HOST:PORT or postgres://USER@HOST/DB"
+            ))),
+        }
+    }
+}
+
+/// The store: SQLite (a file or in memory) or SC Market's PostgreSQL, by the database URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
-    /// A file path (created and seeded with the demo data on first start), `sqlite://PATH`, or
-    /// `sqlite::memory:`.
+    /// A file path (created and seeded with the demo data on first start), `sqlite://PATH`,
+    /// `sqlite::memory:`, or `postgres://...` (the production tables, never created unless
+    /// `init`).
     pub database: String,
     /// A YAML fixtures file loaded at start instead of the demo data (README, "Your own data").
     pub seed: Option<PathBuf>,
+    /// PostgreSQL only: the connection pool.
+    pub pool: PoolConfig,
+    /// PostgreSQL only, development only: create the tables in a database that has none of
+    /// them, and seed the demo data (or `seed`).
+    pub init: bool,
 }
 
 impl Default for StoreConfig {
@@ -85,7 +188,15 @@ impl Default for StoreConfig {
         StoreConfig {
             database: DEFAULT_DATABASE.to_string(),
             seed: None,
+            pool: PoolConfig::default(),
+            init: false,
         }
+    }
+}
+
+impl StoreConfig {
+    pub fn is_postgres(&self) -> bool {
+        crate::store::postgres::is_postgres_url(&self.database)
     }
 }
 
@@ -150,7 +261,15 @@ pub struct EngineConfig {
     pub connect_timeout: Duration,
     /// Largest engine payload in bytes (also the largest websocket message and frame).
     pub max_payload: u64,
+    /// Packets queued per socket for a client that does not keep up; a socket whose queue is
+    /// full when a message is broadcast is disconnected (`server/delivery.rs`).
+    pub socket_buffer: usize,
 }
+
+/// Packets queued per socket by default: a burst of 1024 chat messages to one client between
+/// two of its reads (about 0.5 MB at a typical 500-byte `serverMessage`, 3 MB at the largest,
+/// and only while that client lags: the queue allocates as it fills).
+pub const DEFAULT_SOCKET_BUFFER: usize = 1024;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -160,6 +279,7 @@ impl Default for EngineConfig {
             ping_timeout: protocol::DEFAULT_PING_TIMEOUT,
             connect_timeout: protocol::DEFAULT_CONNECT_TIMEOUT,
             max_payload: protocol::DEFAULT_MAX_PAYLOAD,
+            socket_buffer: DEFAULT_SOCKET_BUFFER,
         }
     }
 }
@@ -192,6 +312,11 @@ pub struct LimitsConfig {
     pub event_burst: u32,
     /// Open sockets per user.
     pub max_connections_per_user: u32,
+    /// Concurrent TCP connections from one IP address, websockets included.
+    pub max_connections_per_ip: u32,
+    /// Time a connection has to send a complete request head, from its open or the end of its
+    /// previous answer; slow and idle connections are closed after it (zero: no limit).
+    pub header_read_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -202,6 +327,8 @@ impl Default for LimitsConfig {
             event_rate: 20,
             event_burst: 60,
             max_connections_per_user: 32,
+            max_connections_per_ip: 256,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -214,6 +341,7 @@ impl LimitsConfig {
             handshake_rate: 0,
             event_rate: 0,
             max_connections_per_user: 0,
+            max_connections_per_ip: 0,
             ..LimitsConfig::default()
         }
     }
@@ -255,6 +383,25 @@ mod tests {
         assert!(given(None, Some("j")).resolve(false).is_err());
         assert!(given(None, Some("j")).resolve(true).is_ok());
         assert!(given(None, None).resolve(true).is_ok());
+    }
+
+    #[test]
+    fn dev_on_a_remote_address_needs_an_explicit_flag() {
+        let mut config = Config {
+            dev: true,
+            listen: "0.0.0.0:7000".parse().unwrap(),
+            ..Config::default()
+        };
+        let refused = config.check_exposure().unwrap_err().to_string();
+        assert!(refused.contains("--dev-allow-remote"), "{refused}");
+        config.dev_allow_remote = true;
+        assert!(config.check_exposure().is_ok());
+        config.dev_allow_remote = false;
+        config.dev = false;
+        assert!(config.check_exposure().is_ok(), "no dev routes, no refusal");
+        config.dev = true;
+        config.listen = "[::1]:7000".parse().unwrap();
+        assert!(config.check_exposure().is_ok(), "IPv6 loopback");
     }
 
     #[test]

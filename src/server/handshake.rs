@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::Io;
 use axum::body::Body;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, OriginalUri, Request, State};
@@ -18,7 +19,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use socketioxide::SocketIo;
 use socketioxide::socket::Sid;
 
 use super::AppState;
@@ -36,14 +36,14 @@ const MAX_REWRITTEN_BODY: usize = 16 * 1024;
 /// polling sessions it saw open, since engineioxide does not say which engine sessions exist.
 pub struct Gate {
     app: AppState,
-    io: SocketIo,
+    io: Io,
     polling: PollingSessions,
 }
 
 impl Gate {
     /// `connect_timeout` is how long an engine session may live without a namespace CONNECT:
     /// after it, a session is either a namespace socket or closed.
-    pub fn new(app: AppState, io: SocketIo, connect_timeout: Duration) -> Arc<Gate> {
+    pub fn new(app: AppState, io: Io, connect_timeout: Duration) -> Arc<Gate> {
         Arc::new(Gate {
             app,
             io,
@@ -60,7 +60,7 @@ impl Gate {
         self.polling.contains(sid)
             || sid
                 .parse::<Sid>()
-                .is_ok_and(|sid| self.io.get_socket(sid).is_some())
+                .is_ok_and(|sid| self.io.has_local_socket(sid))
     }
 }
 

@@ -79,11 +79,21 @@ impl Limits {
             || self.connections.get(&user).map_or(0, |c| *c) < self.max_connections_per_user
     }
 
-    /// Count a socket in; answers the user's open sockets including this one.
-    pub fn connected(&self, user: Uuid) -> u32 {
+    /// The user's open sockets as counted for the per-user cap.
+    pub fn open_sockets(&self, user: Uuid) -> u32 {
+        self.connections.get(&user).map_or(0, |c| *c)
+    }
+
+    /// Count a socket in, unless the user is at the cap (checked and counted at once, so
+    /// concurrent connects cannot pass it together); answers the user's open sockets including
+    /// this one.
+    pub fn try_connect(&self, user: Uuid) -> Option<u32> {
         let mut count = self.connections.entry(user).or_insert(0);
+        if self.max_connections_per_user != 0 && *count >= self.max_connections_per_user {
+            return None;
+        }
         *count += 1;
-        *count
+        Some(*count)
     }
 
     /// Count a socket out; answers the user's remaining open sockets.

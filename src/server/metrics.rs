@@ -46,6 +46,11 @@ pub struct Metrics {
     pub handshakes_refused: Family<ReasonLabel, Counter>,
     pub rate_limited: Family<LimitLabel, Counter>,
     pub events_received: Family<EventLabel, Counter>,
+    pub disconnects: Family<ReasonLabel, Counter>,
+    pub deliveries_dropped: Counter,
+    pub tcp_connections_open: Gauge,
+    pub tcp_connections_refused: Family<ReasonLabel, Counter>,
+    pub tcp_connections_timed_out: Counter,
     labelled_rooms: Mutex<HashSet<String>>,
     room_label_cap: usize,
 }
@@ -128,6 +133,36 @@ impl Metrics {
             "Socket.IO events received (unknown event names count as event=\"unknown\")",
             events_received.clone(),
         );
+        let disconnects = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "disconnects",
+            "Socket.IO sockets disconnected, by reason (slow_consumer: its buffer overflowed)",
+            disconnects.clone(),
+        );
+        let deliveries_dropped = Counter::default();
+        registry.register(
+            "deliveries_dropped",
+            "Broadcast deliveries dropped on a full socket buffer (each such socket is disconnected)",
+            deliveries_dropped.clone(),
+        );
+        let tcp_connections_open: Gauge = Gauge::default();
+        registry.register(
+            "tcp_connections_open",
+            "TCP connections open (HTTP requests, polling and websockets)",
+            tcp_connections_open.clone(),
+        );
+        let tcp_connections_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "tcp_connections_refused",
+            "TCP connections closed on accept, by reason (per_ip_cap)",
+            tcp_connections_refused.clone(),
+        );
+        let tcp_connections_timed_out = Counter::default();
+        registry.register(
+            "tcp_connections_timed_out",
+            "Connections closed for not sending a complete request head in time (slow or idle)",
+            tcp_connections_timed_out.clone(),
+        );
         Metrics {
             registry,
             connections_active,
@@ -142,6 +177,11 @@ impl Metrics {
             handshakes_refused,
             rate_limited,
             events_received,
+            disconnects,
+            deliveries_dropped,
+            tcp_connections_open,
+            tcp_connections_refused,
+            tcp_connections_timed_out,
             labelled_rooms: Mutex::new(HashSet::new()),
             room_label_cap,
         }
@@ -175,6 +215,14 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc();
+    }
+
+    pub fn disconnect_reason(&self, reason: &str) {
+        Self::reason(&self.disconnects, reason);
+    }
+
+    pub fn connection_refused(&self, reason: &str) {
+        Self::reason(&self.tcp_connections_refused, reason);
     }
 
     pub fn limited(&self, limit: &str) {

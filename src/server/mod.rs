@@ -3,12 +3,19 @@
 
 pub mod access;
 pub mod auth;
+pub mod cluster;
 pub mod config;
+pub mod connections;
+pub mod delivery;
+pub mod feed;
 pub mod handshake;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
+pub mod open;
 pub mod origin;
 pub mod realtime;
+mod redis_driver;
 pub mod rest;
 pub mod routes;
 
@@ -20,18 +27,20 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::{MethodRouter, get, post};
-use socketioxide::SocketIo;
-use socketioxide::handler::ConnectHandler;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::exit::CommandError;
-use crate::store::fixtures::{DEMO_YAML, Fixtures};
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 use auth::Secrets;
-pub use config::{Config, EngineConfig, LimitsConfig, SecretsConfig, StoreConfig};
+pub use cluster::Io;
+pub use config::{
+    AdapterConfig, Config, DEFAULT_ADAPTER_PREFIX, EngineConfig, LimitsConfig, PoolConfig,
+    SecretsConfig, StoreConfig,
+};
 use limits::Limits;
 use metrics::Metrics;
+pub use open::{OpenedStore, open_store};
 use origin::OriginPolicy;
 use routes::Route;
 
@@ -45,6 +54,9 @@ pub struct App {
     pub engine_path: String,
     /// Whether the dev-only routes are mounted (and so documented in `/openapi.json`).
     pub dev: bool,
+    /// The database announces every new message (`feed.rs` emits them), so the REST route
+    /// stores without emitting: one `serverMessage` per message.
+    pub messages_from_database: bool,
 }
 
 #[derive(Clone)]
@@ -61,40 +73,8 @@ impl Deref for AppState {
 #[derive(Clone)]
 pub struct HttpState {
     pub app: AppState,
-    pub io: SocketIo,
+    pub io: Io,
 }
-
-/// Open the store, migrate, and seed it: the `seed` fixtures file when given, the demo data
-/// when the database is new.
-pub async fn open_store(
-    database: &str,
-    seed: Option<&std::path::Path>,
-) -> anyhow::Result<SqliteStore> {
-    let (store, fresh) = SqliteStore::open(database)
-        .await
-        .map_err(|e| CommandError::usage(e.to_string()))?;
-    if let Some(path) = seed {
-        let fixtures = Fixtures::read(path).map_err(|e| CommandError::usage(e.to_string()))?;
-        store
-            .load_fixtures(&fixtures)
-            .await
-            .map_err(|e| CommandError::usage(format!("{}: {e}", path.display())))?;
-        tracing::info!(seed = %path.display(), "loaded fixtures");
-    } else if fresh {
-        let demo = Fixtures::parse(DEMO_YAML, "demo data")?;
-        store.load_fixtures(&demo).await?;
-        tracing::info!(
-            "new database: seeded the demo data (users alice, bob, carol, dave, erin, frank, admin)"
-        );
-    }
-    Ok(store)
-}
-
-/// The websocket read buffer each session starts with. Clients send small frames (pings, room
-/// requests of under a hundred bytes); a larger frame grows the buffer to its size (up to
-/// `--max-payload`), so this costs no capability, while engineioxide's default (4 KiB) would
-/// sit mostly empty in every idle session.
-const WS_READ_BUFFER: usize = 1024;
 
 /// Bind with a deep accept queue: a connect storm of thousands of sessions per second overflows
 /// a shallow one, and every overflowed SYN costs its client a one-second retransmit.
@@ -118,7 +98,7 @@ pub struct RunningServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     housekeeping: JoinHandle<()>,
-    io: SocketIo,
+    io: Io,
     app: AppState,
 }
 
@@ -135,9 +115,13 @@ impl RunningServer {
     pub fn app(&self) -> &AppState {
         &self.app
     }
-    /// Sockets currently connected to the default namespace.
+    /// The Socket.IO server (and its adapter), for benches and tests that broadcast directly.
+    pub fn io(&self) -> &cluster::Io {
+        &self.io
+    }
+    /// Sockets currently connected to this node's default namespace.
     pub fn socket_count(&self) -> usize {
-        self.io.sockets().len()
+        self.io.local_socket_count()
     }
     /// Stop accepting, close every socket and wait for the server task to end.
     pub async fn shutdown(mut self) {
@@ -159,34 +143,24 @@ impl RunningServer {
 
 /// Start a server as `config` says, on its own tasks; it runs until [`RunningServer::shutdown`].
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    config.check_exposure()?;
     let secrets = config.secrets.resolve(config.dev)?;
     let path = config.engine.mounted_path()?;
-    let store = open_store(&config.store.database, config.store.seed.as_deref()).await?;
+    let opened = open_store(&config.store, config.dev).await?;
 
     let app = AppState(Arc::new(App {
-        store: Arc::new(store),
+        store: opened.store,
         secrets,
         metrics: Metrics::new(config.metrics_room_labels),
         limits: Limits::new(&config.limits),
         origins: OriginPolicy::for_server(&config.allowed_origins, config.dev),
         engine_path: path.clone(),
         dev: config.dev,
+        messages_from_database: opened.messages.is_some(),
     }));
 
     let engine = &config.engine;
-    let max_payload = usize::try_from(engine.max_payload).unwrap_or(usize::MAX);
-    let (layer, io) = SocketIo::builder()
-        .req_path(path.clone())
-        .ping_interval(engine.ping_interval)
-        .ping_timeout(engine.ping_timeout)
-        .connect_timeout(engine.connect_timeout)
-        .max_payload(engine.max_payload)
-        .ws_max_message_size(max_payload)
-        .ws_max_frame_size(max_payload)
-        .ws_read_buffer_size(WS_READ_BUFFER)
-        .with_state(app.clone())
-        .build_layer();
-    io.ns("/", realtime::on_connect.with(realtime::admit));
+    let (layer, io) = cluster::build(&config.adapter, engine, &path, app.clone()).await?;
 
     let http = HttpState {
         app: app.clone(),
@@ -205,8 +179,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             rest::guard,
         ))
         .fallback(rest::not_found)
-        .with_state(http)
-        .layer(layer)
+        .with_state(http);
+    let router = layer
+        .wrap(router)
         .layer(axum::middleware::from_fn_with_state(
             gate,
             handshake::engine_gate,
@@ -226,20 +201,30 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let closing_io = io.clone();
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+    let connection_limits = listener::ConnectionLimits {
+        header_read_timeout: config.limits.header_read_timeout,
+        max_connections_per_ip: config.limits.max_connections_per_ip,
+    };
+    let task = tokio::spawn(listener::serve(
+        listener,
+        router,
+        app.clone(),
+        connection_limits,
+        async move {
             let _ = shutdown_rx.await;
-            // Open websockets would keep the graceful shutdown waiting forever.
-            closing_io.close().await;
-        })
-        .await
-    });
+        },
+        // Open websockets would keep the graceful shutdown waiting forever.
+        async move { closing_io.close().await },
+    ));
     let housekeeping_app = app.clone();
+    let feed = opened.messages.map(|source| {
+        let (messages, listener) = source.start();
+        let emitter = tokio::spawn(feed::run(messages, io.clone(), app.clone()));
+        (listener, emitter)
+    });
     let housekeeping = tokio::spawn(async move {
+        // The feed's tasks live as long as the server: aborting this task drops them.
+        let _feed = feed.map(|(listener, emitter)| (AbortOnDrop(listener), AbortOnDrop(emitter)));
         let mut every = tokio::time::interval(Duration::from_secs(60));
         loop {
             every.tick().await;
@@ -254,6 +239,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         io,
         app,
     })
+}
+
+/// Ends a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The handler of each route of the table (`routes.rs`); `apidoc::server_doc` documents the

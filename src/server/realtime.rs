@@ -3,9 +3,8 @@
 //! Production semantics hold for clients that ask for no acknowledgement: a refused join is
 //! silent. A client that asks for one gets `{"ok": true}` or `{"ok": false, "error": ...}`.
 
-use std::time::Instant;
-
 use serde_json::Value;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
 use uuid::Uuid;
@@ -13,6 +12,8 @@ use uuid::Uuid;
 use super::AppState;
 use super::access::can_view_chat;
 use super::auth::Authenticated;
+use super::connections::OpenSocket;
+use super::delivery::SlowConsumer;
 use super::limits::EventLimiter;
 use super::metrics::Metrics;
 use crate::protocol::{CLIENT_JOIN_ROOM, CLIENT_LEAVE_ROOM, ChatId, RoomAck, RoomError};
@@ -22,7 +23,6 @@ use crate::protocol::{CLIENT_JOIN_ROOM, CLIENT_LEAVE_ROOM, ChatId, RoomAck, Room
 pub struct SocketSession {
     pub user_id: Uuid,
     pub username: String,
-    pub connected_at: Instant,
     pub limiter: EventLimiter,
 }
 
@@ -43,7 +43,10 @@ pub enum AdmitError {
 /// Connect middleware: runs before the CONNECT packet is sent, so the socket is in its rooms
 /// and its handlers are registered by the time the client sees it connected (a message posted
 /// right after connecting reaches it).
-pub async fn admit(socket: SocketRef, State(app): State<AppState>) -> Result<(), AdmitError> {
+pub async fn admit<A: Adapter>(
+    socket: SocketRef<A>,
+    State(app): State<AppState>,
+) -> Result<(), AdmitError> {
     let Some(authenticated) = socket
         .req_parts()
         .extensions
@@ -54,10 +57,12 @@ pub async fn admit(socket: SocketRef, State(app): State<AppState>) -> Result<(),
         return Err(AdmitError::NotAuthenticated);
     };
     let user = authenticated.user;
-    if !app.limits.user_has_room(user.user_id) {
+    // Counted before anything else so a concurrent handshake of the same user sees it; given
+    // back when the socket is dropped, also when this middleware fails below.
+    let Some(open_socket) = OpenSocket::take(&app, user.user_id) else {
         app.metrics.limited("connections_per_user");
         return Err(AdmitError::TooManyConnections);
-    }
+    };
     let chats = match app.store.participant_chats(user.user_id).await {
         Ok(chats) => chats,
         Err(e) => {
@@ -69,43 +74,52 @@ pub async fn admit(socket: SocketRef, State(app): State<AppState>) -> Result<(),
     socket.join(user_room(user.user_id));
     socket.join(chats.iter().map(ChatId::room).collect::<Vec<_>>());
 
+    socket.extensions.insert(open_socket);
     socket.extensions.insert(SocketSession {
         user_id: user.user_id,
         username: user.username.clone(),
-        connected_at: Instant::now(),
         limiter: app.limits.event_limiter(),
     });
-    socket.on(CLIENT_JOIN_ROOM, on_join);
-    socket.on(CLIENT_LEAVE_ROOM, on_leave);
-    socket.on_fallback(on_unknown_event);
-    socket.on_disconnect(on_disconnect);
-
-    let open = app.limits.connected(user.user_id);
-    if open == 1 {
-        app.metrics.users_connected.inc();
-    }
-    app.metrics.connections_per_user.observe(f64::from(open));
-    app.metrics.connections_active.inc();
-    app.metrics.connections_total.inc();
+    socket.on(CLIENT_JOIN_ROOM, on_join::<A>);
+    socket.on(CLIENT_LEAVE_ROOM, on_leave::<A>);
+    socket.on_fallback(on_unknown_event::<A>);
+    socket.on_disconnect(on_disconnect::<A>);
     tracing::debug!(socket = %socket.id, user = %user.username, rooms = chats.len(), "socket connected");
     Ok(())
 }
 
 /// The connect handler proper has nothing left to do: `admit` did it before CONNECT was sent.
-pub async fn on_connect(_socket: SocketRef) {}
+pub async fn on_connect<A: Adapter>(_socket: SocketRef<A>) {}
 
-async fn on_disconnect(socket: SocketRef, reason: DisconnectReason, State(app): State<AppState>) {
+/// The counts are given back when the socket is dropped (`connections.rs`), not here: this
+/// handler does not run for a socket whose engine closed before CONNECT could be sent.
+async fn on_disconnect<A: Adapter>(
+    socket: SocketRef<A>,
+    reason: DisconnectReason,
+    State(app): State<AppState>,
+) {
+    // A slow consumer was counted when it was found (`delivery.rs`).
+    if socket.extensions.get::<SlowConsumer>().is_none() {
+        app.metrics.disconnect_reason(disconnect_label(reason));
+    }
     let Some(session) = socket.extensions.get::<SocketSession>() else {
         return;
     };
-    if app.limits.disconnected(session.user_id) == 0 {
-        app.metrics.users_connected.dec();
-    }
-    app.metrics.connections_active.dec();
-    app.metrics
-        .connection_duration
-        .observe(session.connected_at.elapsed().as_secs_f64());
     tracing::debug!(socket = %socket.id, user = %session.username, ?reason, "socket disconnected");
+}
+
+/// The `reason` label of `scmarket_ws_disconnects_total`.
+fn disconnect_label(reason: DisconnectReason) -> &'static str {
+    match reason {
+        DisconnectReason::TransportClose => "transport_close",
+        DisconnectReason::MultipleHttpPollingError => "multiple_polling",
+        DisconnectReason::PacketParsingError => "packet_parsing_error",
+        DisconnectReason::TransportError => "transport_error",
+        DisconnectReason::HeartbeatTimeout => "heartbeat_timeout",
+        DisconnectReason::ClientNSDisconnect => "client_disconnect",
+        DisconnectReason::ServerNSDisconnect => "server_disconnect",
+        DisconnectReason::ClosingServer => "closing_server",
+    }
 }
 
 /// The chat id of a `{ "chat_id": string }` argument. Production crashes on a null or missing
@@ -122,8 +136,8 @@ pub fn chat_id_argument<E>(data: Result<Value, E>) -> Result<ChatId, RoomError> 
 }
 
 /// Checks shared by every event: the socket's session and its event budget.
-fn admit_event(
-    socket: &SocketRef,
+fn admit_event<A: Adapter>(
+    socket: &SocketRef<A>,
     app: &AppState,
     event: &str,
 ) -> Result<SocketSession, RoomError> {
@@ -139,7 +153,7 @@ fn admit_event(
     Ok(session)
 }
 
-fn answer(ack: AckSender, result: Result<(), RoomError>) {
+fn answer<A: Adapter>(ack: AckSender<A>, result: Result<(), RoomError>) {
     let body = match result {
         Ok(()) => RoomAck::ok(),
         Err(e) => RoomAck::refused(e),
@@ -150,11 +164,11 @@ fn answer(ack: AckSender, result: Result<(), RoomError>) {
     }
 }
 
-async fn on_join(
-    socket: SocketRef,
+async fn on_join<A: Adapter>(
+    socket: SocketRef<A>,
     State(app): State<AppState>,
     TryData(data): TryData<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
 ) {
     let result = join(&socket, &app, data).await;
     if let Err(reason) = result {
@@ -169,8 +183,8 @@ async fn on_join(
     }
 }
 
-async fn join<E>(
-    socket: &SocketRef,
+async fn join<A: Adapter, E>(
+    socket: &SocketRef<A>,
     app: &AppState,
     data: Result<Value, E>,
 ) -> Result<(), RoomError> {
@@ -184,7 +198,7 @@ async fn join<E>(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "store failed while checking a join");
-            RoomError::Internal
+            RoomError::StoreError
         })?
         .ok_or(RoomError::AccountDisabled)?;
     if !user.is_active() {
@@ -199,11 +213,11 @@ async fn join<E>(
     Ok(())
 }
 
-async fn on_leave(
-    socket: SocketRef,
+async fn on_leave<A: Adapter>(
+    socket: SocketRef<A>,
     State(app): State<AppState>,
     TryData(data): TryData<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
 ) {
     let result = admit_event(&socket, &app, CLIENT_LEAVE_ROOM)
         .and_then(|_| chat_id_argument(data))
@@ -214,11 +228,11 @@ async fn on_leave(
     answer(ack, result);
 }
 
-async fn on_unknown_event(
-    socket: SocketRef,
+async fn on_unknown_event<A: Adapter>(
+    socket: SocketRef<A>,
     State(app): State<AppState>,
     Event(event): Event,
-    ack: AckSender,
+    ack: AckSender<A>,
 ) {
     let result = admit_event(&socket, &app, "unknown").and(Err(RoomError::UnknownEvent));
     tracing::debug!(socket = %socket.id, event = %event.chars().take(64).collect::<String>(), "unknown event");

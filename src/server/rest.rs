@@ -193,17 +193,17 @@ pub async fn post_message(
         .store
         .insert_message(chat_id, Some(&user), &request.content)
         .await?;
-    let room = chat_id.room();
-    if let Err(e) = state
-        .io
-        .to(room.clone())
-        .emit(SERVER_MESSAGE, &message)
-        .await
-    {
-        // Stored but not delivered to everyone: the message is still in the chat's history.
-        tracing::warn!(error = %e, %room, "broadcast of serverMessage failed for some sockets");
+    // With the database announcing every insert, `feed.rs` emits this message like any other.
+    if !state.app.messages_from_database {
+        let room = chat_id.room();
+        // A socket that cannot take it is disconnected, never skipped silently; the message
+        // stays in the chat's history for it to refetch.
+        state
+            .io
+            .to_room(&state.app, &room, SERVER_MESSAGE, &message)
+            .await;
+        state.app.metrics.message_sent(&room);
     }
-    state.app.metrics.message_sent(&room);
     data(ResultSuccess {
         result: "Success".into(),
     })
@@ -364,7 +364,7 @@ pub async fn dev_ban(State(state): State<HttpState>, body: Bytes) -> ApiResult<R
         .set_banned(user.user_id, request.banned)
         .await?;
     if request.banned
-        && let Err(e) = state.io.to(user_room(user.user_id)).disconnect().await
+        && let Err(e) = state.io.disconnect_room(user_room(user.user_id)).await
     {
         tracing::warn!(error = %e, "could not disconnect every socket of a banned user");
     }

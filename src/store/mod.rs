@@ -1,9 +1,11 @@
-//! Persistence behind a small trait, so a Postgres store can follow the embedded SQLite one.
+//! Persistence behind a small trait: the embedded SQLite store (`sqlite`) and SC Market's own
+//! PostgreSQL (`postgres`), chosen by the database URL (`server::config::StoreConfig`).
 //!
 //! The store answers facts (who a user is, who takes part in what); the rules built on those
 //! facts, such as who may view a chat, live in `server::access`.
 
 pub mod fixtures;
+pub mod postgres;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -13,6 +15,7 @@ use uuid::Uuid;
 
 use crate::protocol::{ChatDetail, ChatId, ChatMessage, ChatSummary};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +27,12 @@ pub enum StoreError {
         version: usize,
         source: rusqlite::Error,
     },
+    #[error("database error: {}", postgres::describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The database cannot be reached, or did not answer in time: a refusal with reason
+    /// `store_error`, and service resumes when it answers again.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("{0}")]
     Invalid(String),
 }

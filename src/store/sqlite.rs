@@ -103,7 +103,7 @@ impl Location {
         }
         if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
             return Err(StoreError::Invalid(format!(
-                "{trimmed}: only SQLite stores are built in so far; give a file path or sqlite::memory:"
+                "{trimmed}: a PostgreSQL URL is opened by the Postgres store, not as an SQLite file"
             )));
         }
         let path = trimmed

@@ -10,9 +10,12 @@ use std::sync::OnceLock;
 use scmarket_ws::server::{Config, RunningServer};
 
 pub mod binary;
+pub mod hostile;
 pub mod http1;
+pub mod postgres;
 pub mod python;
 pub mod raw;
+pub mod stores;
 pub mod twin;
 
 /// Start a throwaway dev server in this process: `Config::ephemeral_dev()`, that is dev mode on

@@ -61,6 +61,29 @@ impl RawSocket {
         cookie: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Result<RawSocket, Refused> {
+        Self::open_engine_receiving(http_url, path, cookie, headers, None).await
+    }
+
+    /// A connected socket whose TCP receive buffer is `bytes` (so a socket that stops reading
+    /// backs up into the server quickly instead of into this kernel's buffers).
+    pub async fn connect_small_window(http_url: &str, cookie: &str, bytes: u32) -> RawSocket {
+        let mut socket =
+            Self::open_engine_receiving(http_url, "/ws", Some(cookie), &[], Some(bytes))
+                .await
+                .expect("engine opens");
+        socket.send_text("40").await;
+        let connect = socket.next_packet().await.expect("CONNECT answer");
+        assert!(connect.starts_with("40"), "{connect}");
+        socket
+    }
+
+    async fn open_engine_receiving(
+        http_url: &str,
+        path: &str,
+        cookie: Option<&str>,
+        headers: &[(&str, &str)],
+        receive_buffer: Option<u32>,
+    ) -> Result<RawSocket, Refused> {
         let mut request = ws_url(http_url, path)
             .into_client_request()
             .expect("valid websocket URL");
@@ -75,7 +98,23 @@ impl RawSocket {
                 v.parse().expect("header value"),
             );
         }
-        let (ws, _) = match tokio_tungstenite::connect_async(request).await {
+        let connected = match receive_buffer {
+            None => tokio_tungstenite::connect_async(request).await,
+            Some(bytes) => {
+                let addr = request
+                    .uri()
+                    .authority()
+                    .expect("URL with a host")
+                    .as_str()
+                    .parse::<std::net::SocketAddr>()
+                    .expect("an IP address and port");
+                let socket = tokio::net::TcpSocket::new_v4().expect("TCP socket");
+                socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+                let tcp = socket.connect(addr).await.expect("TCP connect");
+                tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)).await
+            }
+        };
+        let (ws, _) = match connected {
             Ok(ok) => ok,
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();
@@ -106,6 +145,14 @@ impl RawSocket {
             .send(Message::text(frame.to_string()))
             .await
             .expect("send text frame");
+    }
+
+    /// Send one frame and a close frame in the same write, then drop the connection: a client
+    /// that leaves the moment it has spoken (the server reads both at once).
+    pub async fn send_and_vanish(mut self, frame: &str) {
+        let _ = self.ws.feed(Message::text(frame.to_string())).await;
+        let _ = self.ws.feed(Message::Close(None)).await;
+        let _ = self.ws.flush().await;
     }
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
@@ -185,6 +232,27 @@ impl RawSocket {
                 }
                 Ok(Some(Ok(Message::Close(_)))) => return None,
                 Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// The next text packet other than a ping within `wait` (`Ok(None)`: nothing came), or
+    /// `Err(())` when the connection ended; unlike `next_packet`, an end and a silence differ.
+    pub async fn packet_or_end(&mut self, wait: Duration) -> Result<Option<String>, ()> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(remaining, self.ws.next()).await {
+                Err(_) => return Ok(None),
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return Err(()),
+                Ok(Some(Ok(Message::Text(text)))) => match text.as_str() {
+                    "2" => {
+                        let _ = self.ws.send(Message::text("3")).await;
+                    }
+                    "1" => return Err(()),
+                    _ => return Ok(Some(text.to_string())),
+                },
+                Ok(Some(Ok(_))) => {}
             }
         }
     }

@@ -25,16 +25,30 @@ pub const DEFECTS: [&str; 9] = [
 pub struct ProductionTwin {
     child: Child,
     port: u16,
+    args: Vec<String>,
 }
 
 impl ProductionTwin {
     /// Start the twin with these extra arguments (`--fix NAME`, `--allowed-origin URL`, ...).
     pub fn start(args: &[&str]) -> ProductionTwin {
+        ProductionTwin::start_on(0, args.iter().map(|a| a.to_string()).collect())
+    }
+
+    /// Kill the twin and start it again on the same port with the same arguments: a deploy.
+    /// Its store starts afresh (session cookies of the old one are unknown to the new one).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let args = std::mem::take(&mut self.args);
+        *self = ProductionTwin::start_on(self.port, args);
+    }
+
+    fn start_on(port: u16, args: Vec<String>) -> ProductionTwin {
         let dir = super::ensure_node_modules();
         let mut child = Command::new("node")
             .arg(dir.join("production-server.js"))
-            .args(["--port", "0", "--stdin-lifeline"])
-            .args(args)
+            .args(["--port", &port.to_string(), "--stdin-lifeline"])
+            .args(&args)
             // Its secrets are serve's development secret unless these say otherwise.
             .env_remove("SESSION_SECRET")
             .env_remove("JWT_SECRET")
@@ -58,7 +72,7 @@ impl ProductionTwin {
             .strip_prefix("listening ")
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line from the production twin: {line:?}"));
-        ProductionTwin { child, port }
+        ProductionTwin { child, port, args }
     }
 
     /// The twin with every defect fixed: on the wire, what `serve --dev` answers.

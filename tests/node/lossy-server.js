@@ -1,7 +1,8 @@
 // A socket.io 4.8 server at /ws that loses messages on purpose, so the load test's delivery
 // accounting can be checked against a known loss. Production-like otherwise: no acks, rooms are
 // chat ids, POST /api/chats/:id/messages broadcasts serverMessage to the room.
-// Sockets whose scmarket.sid cookie starts with "deaf-" never receive serverMessage.
+// Sockets whose scmarket.sid cookie starts with "deaf-" receive their first serverMessage (which
+// proves to a client that its join landed) and lose every later one.
 // Prints `listening PORT` once it accepts connections; exits when stdin closes.
 "use strict";
 
@@ -22,7 +23,9 @@ const server = http.createServer((req, res) => {
     const content = JSON.parse(body).content;
     const message = { message_id: randomUUID(), content, author: "someone", chat_id: chatId, timestamp: new Date().toJSON() };
     for (const socket of io.sockets.sockets.values()) {
-      if (socket.rooms.has(chatId) && !socket.data.deaf) socket.emit("serverMessage", message);
+      if (!socket.rooms.has(chatId) || (socket.data.deaf && socket.data.heard)) continue;
+      socket.data.heard = true;
+      socket.emit("serverMessage", message);
     }
     res.writeHead(200, { "content-type": "application/json" }).end('{"data":{"result":"Success"}}');
   });

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::{Early, Link, handshake_status, namespace_answer, parse_open, within};
-use crate::client::http::{reqwest_error, shared_client};
+use crate::client::http::{BodyError, read_body, reqwest_error, shared_client};
 use crate::client::packet::{self, Handshake, PayloadItem};
 use crate::client::session::{Command, ConnectInfo};
 use crate::client::state::{SessionState, Step};
@@ -18,17 +18,32 @@ use crate::client::{ClientError, ConnectOptions, DisconnectReason, Transport};
 pub(in crate::client) struct Polling {
     url: reqwest::Url,
     headers: http::HeaderMap,
+    /// The longest answer read (the engine's maxPayload, or the client's cap).
+    cap: u64,
 }
 
 impl Polling {
-    fn get(&self) -> Pin<Box<dyn Future<Output = Result<String, reqwest::Error>> + Send>> {
+    fn get(&self) -> Pin<Box<dyn Future<Output = Result<String, BodyError>> + Send>> {
         let request = shared_client()
             .get(self.url.clone())
             .headers(self.headers.clone());
+        let cap = self.cap;
         Box::pin(async move {
-            let response = request.send().await?.error_for_status()?;
-            response.text().await
+            let response = request
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .map_err(BodyError::Http)?;
+            read_body(response, cap).await
         })
+    }
+
+    /// A failed GET during the connect sequence, as a client error.
+    fn get_error(&self, e: BodyError) -> ClientError {
+        match e {
+            BodyError::Http(e) => reqwest_error(e, self.url.as_str(), "a polling GET"),
+            BodyError::TooLarge(cap) => ClientError::Closed(DisconnectReason::TooLarge(cap)),
+        }
     }
 
     async fn post(&self, body: String) -> Result<(), ClientError> {
@@ -70,10 +85,15 @@ pub(super) async fn handshake(
             .await
             .map_err(|e| reqwest_error(e, &target, "the polling handshake"))?;
         let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| reqwest_error(e, &target, "the polling handshake"))?;
+        let body = match read_body(response, options.payload_cap(None)).await {
+            Ok(body) => body,
+            Err(BodyError::Http(e)) => {
+                return Err(reqwest_error(e, &target, "the polling handshake"));
+            }
+            Err(BodyError::TooLarge(cap)) => {
+                return Err(ClientError::Closed(DisconnectReason::TooLarge(cap)));
+            }
+        };
         Ok((status, body))
     })
     .await?;
@@ -92,6 +112,7 @@ pub(super) async fn handshake(
     let polling = Polling {
         url: options.engine_url(false, Some(&handshake.sid)),
         headers,
+        cap: options.payload_cap(handshake.max_payload),
     };
     Ok((handshake, polling, engine_open))
 }
@@ -114,10 +135,7 @@ pub(super) async fn connect(
     let mut early = Vec::new();
     let namespace_sid = within(deadline, "the namespace CONNECT answer", started, async {
         loop {
-            let body = polling
-                .get()
-                .await
-                .map_err(|e| reqwest_error(e, polling.url.as_str(), "a polling GET"))?;
+            let body = polling.get().await.map_err(|e| polling.get_error(e))?;
             let mut pong = false;
             let mut answer = None;
             for item in packet::decode_payload(&body) {
@@ -165,8 +183,9 @@ pub(super) async fn drive(
             body = &mut get => {
                 let body = match body {
                     Ok(body) => body,
-                    Err(e) if e.status().is_some() => break DisconnectReason::TransportClose,
-                    Err(e) => break DisconnectReason::TransportError(e.to_string()),
+                    Err(BodyError::Http(e)) if e.status().is_some() => break DisconnectReason::TransportClose,
+                    Err(BodyError::Http(e)) => break DisconnectReason::TransportError(e.to_string()),
+                    Err(BodyError::TooLarge(cap)) => break DisconnectReason::TooLarge(cap),
                 };
                 let mut replies = Vec::new();
                 let mut closed = None;

@@ -17,12 +17,17 @@ use crate::client::{ClientError, ConnectOptions, DisconnectReason, Transport};
 
 pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-fn ws_config() -> tungstenite::protocol::WebSocketConfig {
+fn ws_config(cap: u64) -> tungstenite::protocol::WebSocketConfig {
     // Small buffers: the defaults reserve 128 KiB for reading per connection, far above the
     // 16 KB per session the load test allows; SC Market frames are a few hundred bytes.
+    // Messages are capped before the server announces its maxPayload (the open packet comes
+    // over this socket), at the client's cap; the driver applies a smaller announced one.
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
     tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(512)
         .write_buffer_size(0)
+        .max_message_size(Some(cap))
+        .max_frame_size(Some(cap))
 }
 
 /// The websocket handshake, with the extra headers, Origin and cookies of `options`; `sid`
@@ -41,7 +46,8 @@ pub(super) async fn open(options: &ConnectOptions, sid: Option<&str>) -> Result<
     for (name, value) in options.request_headers() {
         request.headers_mut().append(name, value);
     }
-    match tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true).await {
+    let config = ws_config(options.payload_cap(None));
+    match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
         Ok((ws, _)) => Ok(ws),
         Err(e) => Err(ws_error(e, &target)),
     }
@@ -175,6 +181,9 @@ pub(super) async fn drive(
         tokio::select! {
             frame = ws.next() => {
                 let step = match frame {
+                    Some(Ok(Message::Text(text))) if text.len() as u64 > state.max_payload => {
+                        Step::Close(DisconnectReason::TooLarge(state.max_payload))
+                    }
                     Some(Ok(Message::Text(text))) => {
                         if text.as_str().starts_with('2') {
                             ping_deadline.as_mut().reset((Instant::now() + state.ping_window).into());
@@ -184,6 +193,9 @@ pub(super) async fn drive(
                     Some(Ok(Message::Binary(bytes))) => state.on_binary(bytes.to_vec()),
                     Some(Ok(Message::Close(_))) | None => Step::Close(DisconnectReason::TransportClose),
                     Some(Ok(_)) => Step::Nothing,
+                    Some(Err(tungstenite::Error::Capacity(_))) => {
+                        Step::Close(DisconnectReason::TooLarge(state.max_payload))
+                    }
                     Some(Err(e)) => Step::Close(DisconnectReason::TransportError(e.to_string())),
                 };
                 match step {

@@ -54,7 +54,7 @@ pub fn max_sessions_with(target: &Target, open_files: u64) -> u64 {
     let per_session = match target {
         // Both ends of every socket live in this process.
         Target::Embedded => 2,
-        Target::Url(_) => 1,
+        Target::Urls(_) => 1,
     };
     (open_files.saturating_sub(RESERVED_FILES) / per_session).max(1)
 }
@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn embedded_sessions_cost_two_files() {
-        let url = Target::Url(reqwest::Url::parse("http://127.0.0.1:7000").unwrap());
+        let url = Target::Urls(vec![reqwest::Url::parse("http://127.0.0.1:7000").unwrap()]);
         assert_eq!(max_sessions_with(&url, 20_000), 19_800);
         assert_eq!(max_sessions_with(&Target::Embedded, 20_000), 9_900);
         assert_eq!(max_sessions_with(&Target::Embedded, 10), 1);

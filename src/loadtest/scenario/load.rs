@@ -14,7 +14,11 @@ use super::{Scenario, Users, validate};
 pub struct Overrides {
     /// `key=value` with a dotted key, e.g. `phases.0.vus=10`.
     pub sets: Vec<String>,
-    pub target: Option<String>,
+    /// `--target`, repeatable: the URLs replace the scenario's `target`.
+    pub targets: Vec<String>,
+    /// Processes that share the run (`--shard` N times `--workers`; 0 or 1: this one alone):
+    /// the ceiling on sessions is theirs together.
+    pub generators: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,14 +73,22 @@ pub fn parse(source: &str, file: &str, overrides: &Overrides) -> Result<Scenario
             });
         }
     }
-    if let Some(url) = &overrides.target {
-        let node = Node {
+    if !overrides.targets.is_empty() {
+        let shown = format!("--target {}", overrides.targets.join(" --target "));
+        let item = |url: &String| Node {
             loc: Loc::Arg(format!("--target {url}")),
             value: Value::Str(url.clone()),
         };
+        let node = match overrides.targets.as_slice() {
+            [one] => item(one),
+            many => Node {
+                loc: Loc::Arg(shown.clone()),
+                value: Value::Seq(many.iter().map(item).collect()),
+            },
+        };
         if let Err(message) = yaml::set_path(&mut root, "target", node) {
             errors.push(Diagnostic {
-                loc: Loc::Arg(format!("--target {url}")),
+                loc: Loc::Arg(shown),
                 message,
             });
         }
@@ -84,5 +96,5 @@ pub fn parse(source: &str, file: &str, overrides: &Overrides) -> Result<Scenario
     if !errors.is_empty() {
         return Err(fail(errors));
     }
-    validate::scenario(&root).map_err(fail)
+    validate::scenario(&root, overrides.generators).map_err(fail)
 }

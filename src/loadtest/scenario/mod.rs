@@ -50,7 +50,9 @@ pub struct Scenario {
 pub enum Target {
     /// Start `serve --dev` in-process on `sqlite::memory:`.
     Embedded,
-    Url(reqwest::Url),
+    /// One or more nodes of one deployment (sharing their store and a Socket.IO adapter):
+    /// virtual user N connects to `urls[N mod len]`, and a lost session reconnects to the next.
+    Urls(Vec<reqwest::Url>),
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +78,9 @@ pub enum Users {
     Template(Template),
     /// One cookie or JWT per line, resolved relative to the scenario file.
     SessionsFile(PathBuf),
+    /// `users: none`: sessions without credentials, for a server that needs none (or takes any
+    /// cookie); posts go without a cookie too.
+    None,
 }
 
 #[derive(Debug, Clone, PartialEq)]

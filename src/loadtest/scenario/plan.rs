@@ -15,7 +15,16 @@ impl Scenario {
         let mut out = String::new();
         let target = match &self.target {
             Target::Embedded => "embedded (serve --dev in-process, sqlite::memory:)".to_owned(),
-            Target::Url(url) => url.to_string(),
+            Target::Urls(urls) if urls.len() == 1 => urls[0].to_string(),
+            Target::Urls(urls) => format!(
+                "{} nodes ({}), virtual user N on node N mod {}",
+                urls.len(),
+                urls.iter()
+                    .map(|u| u.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                urls.len()
+            ),
         };
         // Writing to a String cannot fail.
         let _ = writeln!(out, "scenario {}: valid", self.name);
@@ -23,6 +32,7 @@ impl Scenario {
         let users = match &self.setup.users {
             Users::Template(t) => format!("dev login as \"{t}\""),
             Users::SessionsFile(p) => format!("sessions from {}", p.display()),
+            Users::None => "no credentials (users: none)".to_string(),
         };
         let rooms = match &self.setup.rooms {
             None => "no rooms".to_owned(),

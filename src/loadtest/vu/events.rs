@@ -82,10 +82,11 @@ impl VirtualUser {
                     self.shared.metrics.error(ErrorKind::Send);
                     return;
                 }
-                // A raw room event (production has no acks): assume it worked.
+                // A raw room event (production has no acks): a join is sent again until a
+                // message from the room proves it landed, and counts from then.
                 if let Some(room) = room {
                     if event == CLIENT_JOIN_ROOM {
-                        self.joined_room(room);
+                        self.send_join(room);
                     } else if event == CLIENT_LEAVE_ROOM {
                         let _ = self.left_room(&room);
                     }
@@ -177,13 +178,16 @@ impl VirtualUser {
     /// Read and absorb one event, or notice that the session ended; `false` when `deadline`
     /// came first (or there is no session).
     async fn read_one(&mut self, deadline: Instant) -> bool {
+        // A join due to be sent again wakes the read early.
+        let wake = self.next_resend().filter(|at| *at < deadline);
         let Some(live) = &mut self.session else {
             return false;
         };
-        let next = tokio::time::timeout_at(deadline, live.events.recv()).await;
+        let next = tokio::time::timeout_at(wake.unwrap_or(deadline), live.events.recv()).await;
         match next {
             Ok(Some(ev)) => self.absorb(ev),
             Ok(None) => self.lost_session(client::DisconnectReason::TransportClose),
+            Err(_) if wake.is_some() => self.resend_due(),
             Err(_) => return false,
         }
         true
@@ -191,6 +195,9 @@ impl VirtualUser {
 
     /// Whatever has already arrived, without waiting.
     pub(super) fn drain_ready(&mut self) {
+        if !self.joining.is_empty() {
+            self.resend_due();
+        }
         while let Some(live) = &mut self.session {
             match live.events.try_recv() {
                 Ok(ev) => self.absorb(ev),
@@ -220,6 +227,10 @@ impl VirtualUser {
                                 && s.until.is_none_or(|u| sent < u)
                         })
                     });
+                    if !self.joining.is_empty() {
+                        let room = room.to_string();
+                        self.message_from(&room);
+                    }
                 }
                 if let (Some(id), Some(live)) = (e.ack_id, &self.session) {
                     // A server that asks for an ack gets an empty one, as a browser client would.

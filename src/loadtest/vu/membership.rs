@@ -1,15 +1,24 @@
 //! The rooms a virtual user is in, kept in step with the run's room table: a delivery counts only
 //! for a session the sender counted as a receiver. Joining and leaving (acknowledged by the
-//! reference server), and the barrier a closing session waits for so that no message already on
-//! its way is lost from the count.
+//! reference server), joins that land on a server that listens late and never acknowledges
+//! (production), and the barrier a closing session waits for so that no message already on its
+//! way is lost from the count.
+//!
+//! A session counts in a room only from when its join is known to be in: at the
+//! acknowledgement, or, where none comes, at the first message from that room. Messages sent
+//! before are neither expected from nor counted for it, so the accounting stays exact whenever
+//! the server actually let it in.
 
+use std::sync::LazyLock;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::VirtualUser;
-use crate::client::rooms::{self, RoomAction, RoomOutcome};
+use crate::client::rooms::{self, Resend, RoomAction, RoomOutcome};
 use crate::loadtest::metrics::{ErrorKind, Latency};
+use crate::protocol::CLIENT_JOIN_ROOM;
 
 /// How long `join` and `leave` wait for the reference server's acknowledgement.
 pub const ROOM_ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -23,7 +32,10 @@ const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Without acks (production), how long a closing session keeps reading instead.
 const LINGER_WITHOUT_ACKS: Duration = Duration::from_millis(100);
 
-/// Whether the target answers room acks: unknown until the first barrier tells.
+/// When an unanswered join is sent again: the client's default schedule.
+static RESEND: LazyLock<Resend> = LazyLock::new(Resend::default);
+
+/// Whether the target answers room acks: unknown until the first join or barrier tells.
 const ACKS_UNKNOWN: u8 = 0;
 const ACKS_YES: u8 = 1;
 const ACKS_NO: u8 = 2;
@@ -39,6 +51,16 @@ pub(super) struct Stay {
     ended_at: Option<Instant>,
 }
 
+/// A join sent without an answer: sent again on the resend schedule (a server that listens
+/// late drops the first ones) until a message from the room shows it is in.
+pub(super) struct Joining {
+    room: String,
+    /// When the first join was sent; the schedule's offsets count from here.
+    started: Instant,
+    /// Joins sent so far (the index of the next offset).
+    sent: usize,
+}
+
 impl VirtualUser {
     fn in_room(&self, room: &str) -> bool {
         self.stays
@@ -47,6 +69,7 @@ impl VirtualUser {
     }
 
     pub(super) fn joined_room(&mut self, room: String) {
+        self.joining.retain(|j| !j.room.eq_ignore_ascii_case(&room));
         if self.in_room(&room) {
             return;
         }
@@ -68,6 +91,8 @@ impl VirtualUser {
     /// End the stay in `room` in the table, before the server hears of it: messages sent from
     /// now on do not count this session.
     pub(super) fn left_room(&mut self, room: &str) -> bool {
+        // A join still being sent again would put the session back in the room it leaves.
+        self.joining.retain(|j| !j.room.eq_ignore_ascii_case(room));
         let metrics = &self.shared.metrics;
         let mut left = false;
         for stay in self
@@ -83,6 +108,7 @@ impl VirtualUser {
     }
 
     pub(super) fn left_all_rooms(&mut self) -> Vec<String> {
+        self.joining.clear();
         let mut left = Vec::new();
         for stay in self.stays.iter_mut().filter(|s| s.until.is_none()) {
             stay.until = self.shared.metrics.rooms.leave(&stay.room);
@@ -111,7 +137,6 @@ impl VirtualUser {
     /// reference server's ack to a room event comes after them on the same socket. A server
     /// that never acks (production) gets a short linger instead, learnt once per run.
     pub(super) async fn barrier(&mut self, room: &str) {
-        use std::sync::atomic::Ordering::Relaxed;
         let Some(live) = &self.session else { return };
         let known = self.shared.room_acks.load(Relaxed);
         if known == ACKS_NO {
@@ -125,12 +150,7 @@ impl VirtualUser {
         };
         let answer = rooms::request(&live.handle, RoomAction::Leave, room, timeout).await;
         match answer {
-            Ok(RoomOutcome::Unconfirmed) if known == ACKS_UNKNOWN => {
-                tracing::info!(
-                    "the server does not acknowledge room events; closing sessions linger instead"
-                );
-                self.shared.room_acks.store(ACKS_NO, Relaxed);
-            }
+            Ok(RoomOutcome::Unconfirmed) if known == ACKS_UNKNOWN => self.no_acks(),
             // Messages still on their way may now be missed in the count: say so.
             Ok(RoomOutcome::Unconfirmed) => self.shared.metrics.error(ErrorKind::AckTimeout),
             // Any answer, a refusal included, comes after what the server queued before it.
@@ -142,9 +162,26 @@ impl VirtualUser {
         self.drain_ready();
     }
 
-    /// `join` / `leave`: ask for the reference server's acknowledgement and keep the room
-    /// table right. A server that never acknowledges (production) shows up as ack timeouts;
-    /// use `emit` for those.
+    /// The server gave no acknowledgement where one was asked for: remember it for the run,
+    /// and say so once (many sessions find out at the same moment).
+    fn no_acks(&self) {
+        let first = self
+            .shared
+            .room_acks
+            .compare_exchange(ACKS_UNKNOWN, ACKS_NO, Relaxed, Relaxed)
+            .is_ok();
+        if first {
+            tracing::info!(
+                "the server does not acknowledge room events: joins are sent again until a \
+                 message from the room arrives (a session counts in a room from then), and \
+                 closing sessions linger instead of waiting for an acknowledgement"
+            );
+        }
+    }
+
+    /// `join` / `leave`: ask for the reference server's acknowledgement, sending again on the
+    /// resend schedule while none comes, and keep the room table right. On a server known not
+    /// to acknowledge (production), a join is sent without asking and lands as `emit` does.
     pub(super) async fn room_event(&mut self, action: RoomAction, room: String) {
         if self.session.is_none() {
             self.shared.metrics.error(ErrorKind::Send);
@@ -154,20 +191,46 @@ impl VirtualUser {
         if leaving && self.left_room(&room) {
             self.settle_sends(std::slice::from_ref(&room)).await;
         }
+        let known = self.shared.room_acks.load(Relaxed);
+        if !leaving && known == ACKS_NO {
+            self.send_join(room);
+            return;
+        }
         let Some(live) = &self.session else {
             self.shared.metrics.error(ErrorKind::Send);
             return;
         };
+        let ack_wait = if known == ACKS_YES {
+            ROOM_ACK_TIMEOUT
+        } else {
+            BARRIER_PROBE_TIMEOUT
+        };
         let started = Instant::now();
-        let answer = rooms::request(&live.handle, action, &room, ROOM_ACK_TIMEOUT).await;
+        // A server that acknowledges is answered the first time; only while that is unknown
+        // can a late listener have dropped it.
+        let once = Resend::once();
+        let resend = if known == ACKS_YES { &once } else { &*RESEND };
+        let answer = rooms::land(&live.handle, action, &room, resend, ack_wait).await;
         match answer {
-            Ok(RoomOutcome::Unconfirmed) => self.shared.metrics.error(ErrorKind::AckTimeout),
-            Ok(outcome) => {
+            Ok(landing) if landing.outcome == RoomOutcome::Unconfirmed => {
+                if known == ACKS_UNKNOWN {
+                    self.no_acks();
+                } else {
+                    self.shared.metrics.error(ErrorKind::AckTimeout);
+                }
+                if !leaving {
+                    // Every send went out; the first message from the room proves one landed.
+                    self.joining.push(Joining {
+                        room,
+                        started,
+                        sent: resend.offsets().len(),
+                    });
+                }
+            }
+            Ok(landing) => {
                 self.recorder.record_since(Latency::Ack, started.into_std());
-                self.shared
-                    .room_acks
-                    .store(ACKS_YES, std::sync::atomic::Ordering::Relaxed);
-                match outcome {
+                self.shared.room_acks.store(ACKS_YES, Relaxed);
+                match landing.outcome {
                     RoomOutcome::Done if !leaving => self.joined_room(room),
                     RoomOutcome::Done => {}
                     refused => {
@@ -181,5 +244,71 @@ impl VirtualUser {
         }
         // Messages that arrived before the ack belong to the stay that just ended or began.
         self.drain_ready();
+    }
+
+    /// A join without an acknowledgement asked (`emit: clientJoinRoom`, or `join` on a server
+    /// that never answers): sent now and again on the resend schedule until a message from the
+    /// room arrives.
+    pub(super) fn send_join(&mut self, room: String) {
+        if self.in_room(&room) || self.joining.iter().any(|j| j.room == room) {
+            return;
+        }
+        self.joining.push(Joining {
+            room,
+            started: Instant::now(),
+            sent: 0,
+        });
+        self.resend_due();
+    }
+
+    /// Send the joins that are due on the schedule (one per join however late this runs: a
+    /// busy user sends one, not a burst).
+    pub(super) fn resend_due(&mut self) {
+        let Some(live) = &self.session else { return };
+        let offsets = RESEND.offsets();
+        let now = Instant::now();
+        for join in &mut self.joining {
+            if join.sent >= offsets.len() || join.started + offsets[join.sent] > now {
+                continue;
+            }
+            if live
+                .handle
+                .emit(
+                    CLIENT_JOIN_ROOM,
+                    vec![serde_json::json!({ "chat_id": join.room })],
+                )
+                .is_err()
+            {
+                self.shared.metrics.error(ErrorKind::Send);
+            }
+            while join.sent < offsets.len() && join.started + offsets[join.sent] <= now {
+                join.sent += 1;
+            }
+        }
+    }
+
+    /// When the next join is due to be sent again.
+    pub(super) fn next_resend(&self) -> Option<Instant> {
+        if self.joining.is_empty() {
+            return None;
+        }
+        let offsets = RESEND.offsets();
+        self.joining
+            .iter()
+            .filter_map(|j| offsets.get(j.sent).map(|o| j.started + *o))
+            .min()
+    }
+
+    /// A message from `room` arrived: a join of it that was waiting for proof is in, and the
+    /// session counts in the room from now.
+    pub(super) fn message_from(&mut self, room: &str) {
+        if let Some(i) = self
+            .joining
+            .iter()
+            .position(|j| j.room.eq_ignore_ascii_case(room))
+        {
+            let join = self.joining.swap_remove(i);
+            self.joined_room(join.room);
+        }
     }
 }

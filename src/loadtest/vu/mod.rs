@@ -23,14 +23,15 @@ use tokio::time::Instant;
 
 use super::metrics::{ErrorKind, FailReason, Latency, Metrics, Recorder};
 use super::scenario::{Repeat, Step, Think, UserScenario};
+use super::setup::TargetNode;
+use super::shard::Shard;
 use super::template::Vars;
 use crate::client::rooms::RoomAction;
 use crate::client::{
-    self, ApiClient, ConnectOptions, DisconnectKind, ErrorClass, Session, SessionEvent,
-    SessionHandle,
+    self, ConnectOptions, DisconnectKind, ErrorClass, Session, SessionEvent, SessionHandle,
 };
 use crate::protocol::PostMessageRequest;
-use membership::Stay;
+use membership::{Joining, Stay};
 
 /// Backoff between reconnect attempts: doubling from the start to the cap, plus jitter.
 const RECONNECT_BACKOFF_START: Duration = Duration::from_millis(100);
@@ -42,13 +43,15 @@ pub use membership::ROOM_ACK_TIMEOUT;
 /// What every virtual user of a run shares.
 pub struct Shared {
     pub metrics: Arc<Metrics>,
-    pub options: ConnectOptions,
+    /// The target's nodes: where sessions connect and users post.
+    pub nodes: Arc<[TargetNode]>,
+    /// This generator's part of the run: a virtual user picks its cookie, room and first node
+    /// by its number within the shard.
+    pub shard: Shard,
     pub cookies: Arc<[String]>,
     pub rooms: Arc<[String]>,
     /// The server puts each session in its user's own dev room on connect.
     pub auto_joined: bool,
-    /// The target's REST API (`post_message`), one connection pool for every user.
-    pub api: ApiClient,
     /// Whether the server acknowledges room events (`membership::ACKS_*`), learnt at the first
     /// barrier.
     pub room_acks: std::sync::atomic::AtomicU8,
@@ -66,9 +69,14 @@ pub struct VirtualUser {
     shared: Arc<Shared>,
     vu: u64,
     room: String,
+    /// Index of the node in `Shared::nodes` this user connects and posts to; a reconnect that
+    /// cannot reach it moves on to the next.
+    node: usize,
     session: Option<Live>,
     /// Rooms this session is or was in (each open stay counted once in the run's room table).
     stays: Vec<Stay>,
+    /// Joins sent without an answer yet, not counted in the room table until one is proven.
+    joining: Vec<Joining>,
     pending: VecDeque<(String, Value)>,
     recorder: Recorder,
     /// Open model: when this user was due to arrive; its first connect is timed from here.
@@ -98,18 +106,25 @@ fn think_time(think: &Think) -> Duration {
 
 impl VirtualUser {
     pub fn new(shared: Arc<Shared>, vu: u64, scheduled: Option<Instant>) -> Self {
+        let local = shared.shard.local(vu);
         let room = if shared.rooms.is_empty() {
             String::new()
         } else {
-            shared.rooms[(vu % shared.rooms.len() as u64) as usize].clone()
+            shared.rooms[(local % shared.rooms.len() as u64) as usize].clone()
         };
+        // The members of one room (local numbers `r`, `r + rooms`, ...) go to successive
+        // nodes, so that a room spans the nodes and its deliveries cross them.
+        let rooms = shared.rooms.len().max(1) as u64;
+        let node = ((local / rooms) % shared.nodes.len() as u64) as usize;
         let recorder = shared.metrics.recorder();
         VirtualUser {
             shared,
             vu,
             room,
+            node,
             session: None,
             stays: Vec::new(),
+            joining: Vec::new(),
             pending: VecDeque::new(),
             recorder,
             scheduled,
@@ -212,7 +227,8 @@ impl VirtualUser {
 
     /// This user's `Cookie` header text (users share the sessions file's lines round-robin).
     fn cookie(&self) -> &str {
-        &self.shared.cookies[(self.vu % self.shared.cookies.len() as u64) as usize]
+        let local = self.shared.shard.local(self.vu);
+        &self.shared.cookies[(local % self.shared.cookies.len() as u64) as usize]
     }
 
     fn render(
@@ -241,14 +257,10 @@ impl VirtualUser {
         if !reconnect {
             metrics.session_started();
         }
-        let mut options = self.shared.options.clone();
-        options.timeout = timeout;
-        let cookie = self.cookie();
-        if let Err(e) = options.add_cookies(cookie) {
-            tracing::warn!(vu = self.vu, error = %e, "unusable session cookie");
+        let Some(mut options) = self.node_options(timeout) else {
             metrics.session_failed(FailReason::Setup);
             return Err(Abort);
-        }
+        };
         // A reconnect keeps trying until its timeout, as a client does while a server
         // restarts; its latency is the time until the session is back.
         let deadline = Instant::now() + timeout;
@@ -266,6 +278,14 @@ impl VirtualUser {
                         Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
                     tokio::time::sleep(backoff + jitter).await;
                     backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+                    // The node may be gone: the next attempt goes to the next one.
+                    if self.shared.nodes.len() > 1 {
+                        self.node = (self.node + 1) % self.shared.nodes.len();
+                        let Some(next) = self.node_options(timeout) else {
+                            break Err(e);
+                        };
+                        options = next;
+                    }
                     options.timeout = deadline.saturating_duration_since(Instant::now());
                 }
                 other => break other,
@@ -274,6 +294,9 @@ impl VirtualUser {
         match result {
             Ok(session) => {
                 let (handle, events, info) = session.into_parts();
+                // Events of an earlier session are history: a `wait_for` after a reconnect
+                // waits for what this session receives.
+                self.pending.clear();
                 self.recorder.record(Latency::EngineOpen, info.engine_open);
                 self.recorder
                     .record_since(Latency::Connect, reference.into_std());
@@ -301,6 +324,19 @@ impl VirtualUser {
         }
     }
 
+    /// Connect options for this user's node, with its cookie.
+    fn node_options(&self, timeout: Duration) -> Option<ConnectOptions> {
+        let mut options = self.shared.nodes[self.node].options.clone();
+        options.timeout = timeout;
+        match options.add_cookies(self.cookie()) {
+            Ok(()) => Some(options),
+            Err(e) => {
+                tracing::warn!(vu = self.vu, error = %e, "unusable session cookie");
+                None
+            }
+        }
+    }
+
     /// Leave every room and close the session (a client disconnect), without losing messages
     /// that were sent while this session was still counted in a room.
     async fn close(&mut self) {
@@ -318,6 +354,7 @@ impl VirtualUser {
             self.shared.metrics.session_closed(DisconnectKind::Client);
         }
         self.stays.clear();
+        self.joining.clear();
     }
 
     async fn post_message(
@@ -345,8 +382,7 @@ impl VirtualUser {
         let request = PostMessageRequest {
             content: std::mem::take(&mut self.buf),
         };
-        let result = self
-            .shared
+        let result = self.shared.nodes[self.node]
             .api
             .post_message(self.cookie(), &room, &request)
             .await;

@@ -265,7 +265,9 @@ fn setup_variants_parse() {
     ));
     assert!(matches!(&s.setup.users, Users::SessionsFile(p) if p == Path::new("cookies.txt")));
     assert!(matches!(&s.setup.rooms, Some(Rooms::Ids(ids)) if ids.len() == 2));
-    assert!(matches!(&s.target, Target::Url(u) if u.as_str() == "http://127.0.0.1:7000/"));
+    assert!(
+        matches!(&s.target, Target::Urls(u) if u.len() == 1 && u[0].as_str() == "http://127.0.0.1:7000/")
+    );
     assert_eq!(s.engine_path, "/socket");
 }
 
@@ -291,7 +293,8 @@ fn set_and_target_override_before_validation() {
             "name=nightly".into(),
             "setup.rooms=3".into(),
         ],
-        target: Some("http://127.0.0.1:7000".into()),
+        targets: vec!["http://127.0.0.1:7000".into()],
+        generators: 1,
     };
     let s = parse(README_EXAMPLE, "s.yaml", &over).unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(s.name, "nightly");
@@ -303,7 +306,7 @@ fn set_and_target_override_before_validation() {
         }
     );
     assert_eq!(s.setup.rooms, Some(Rooms::Count(3)));
-    assert!(matches!(s.target, Target::Url(_)));
+    assert!(matches!(s.target, Target::Urls(_)));
 
     // An override is validated like the file, and errors name the argument.
     let bad = |sets: &[&str]| {
@@ -311,7 +314,8 @@ fn set_and_target_override_before_validation() {
             README_EXAMPLE,
             &Overrides {
                 sets: sets.iter().map(|s| (*s).to_owned()).collect(),
-                target: None,
+                targets: vec![],
+                generators: 1,
             },
         )
     };
@@ -347,7 +351,8 @@ fn set_and_target_override_before_validation() {
         README_EXAMPLE,
         &Overrides {
             sets: vec![],
-            target: Some("nope".into()),
+            targets: vec!["nope".into()],
+            generators: 1,
         },
     );
     assert_eq!(

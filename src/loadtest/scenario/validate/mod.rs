@@ -41,10 +41,14 @@ pub(super) const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 const USER_VARS: &[Var] = &[Var::Vu, Var::Uuid];
 
 /// Type the document (after overrides): the scenario, or every problem found in it.
-pub(super) fn scenario(root: &Node) -> Result<Scenario, Vec<Diagnostic>> {
+/// `generators`: how many processes share the run (`--shard` N times `--workers`), each
+/// holding its share of the sessions, so the ceiling on sessions is theirs together.
+pub(super) fn scenario(root: &Node, generators: u32) -> Result<Scenario, Vec<Diagnostic>> {
+    let generators = u64::from(generators.max(1));
     let mut v = Validator {
         errors: Vec::new(),
-        max_sessions: limits::max_sessions(&Target::Embedded),
+        max_sessions: limits::max_sessions(&Target::Embedded) * generators,
+        generators,
     };
     let scenario = v.scenario(root);
     match scenario {
@@ -59,7 +63,9 @@ struct Validator {
     errors: Vec<Diagnostic>,
     /// Sessions one generator can hold at once against the scenario's target (see `limits`):
     /// set once the target is known, before the phases and rooms are checked against it.
+    /// With several generators, theirs together.
     max_sessions: u64,
+    generators: u64,
 }
 
 /// A mapping whose keys were checked against the valid ones.
@@ -264,7 +270,8 @@ impl Validator {
     /// Why the session ceiling is what it is, for its error messages.
     fn sessions_why(&self) -> String {
         format!(
-            "one generator holds at most {} sessions at once (this process may open {} files,              {} are kept for the tool, and a session takes one, two with target embedded);              run several generators and combine their reports with `report merge`",
+            "{} generator(s) hold at most {} sessions at once (a process may open {} files,              {} are kept for the tool, and a session takes one, two with target embedded);              run more generators (--workers, --shard) or combine their reports with `report merge`",
+            self.generators,
             self.max_sessions,
             limits::open_files(),
             limits::RESERVED_FILES
@@ -317,7 +324,7 @@ impl Validator {
             Some(node) => self.target(node),
         };
         if let Some(target) = &target {
-            self.max_sessions = limits::max_sessions(target);
+            self.max_sessions = limits::max_sessions(target) * self.generators;
         }
         let engine_path = match f.get("path") {
             None => Some(protocol::ENGINE_PATH.to_owned()),
@@ -341,14 +348,15 @@ impl Validator {
             }),
             Some(node) => self.setup(node),
         };
-        if let (Some(Target::Url(url)), Some(setup)) = (&target, &setup)
+        if let (Some(Target::Urls(urls)), Some(setup)) = (&target, &setup)
             && setup.restart_server.is_some()
             && let Some(node) = f.get("setup")
         {
             self.error(
                 &node.loc,
                 format!(
-                    "`setup.restart_server` restarts the embedded server; with target {url}, restart that server yourself"
+                    "`setup.restart_server` restarts the embedded server; with target {}, restart that server yourself",
+                    urls[0]
                 ),
             );
         }

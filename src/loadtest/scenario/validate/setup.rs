@@ -15,17 +15,38 @@ const SETUP_FIELDS: &[&str] = &["users", "sessions_file", "rooms", "restart_serv
 const RESTART_FIELDS: &[&str] = &["at", "down_for"];
 
 impl Validator {
+    /// `target: embedded`, one URL, or a list of URLs (the nodes of one deployment).
     pub(super) fn target(&mut self, node: &Node) -> Option<Target> {
+        if let Value::Seq(items) = &node.value {
+            if items.is_empty() {
+                self.error(
+                    &node.loc,
+                    "`target` lists no URL: give at least one, e.g. [http://127.0.0.1:7000]",
+                );
+                return None;
+            }
+            let urls: Vec<Option<reqwest::Url>> =
+                items.iter().map(|item| self.target_url(item)).collect();
+            return urls
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+                .map(Target::Urls);
+        }
         let text = self.string(node, "target")?;
         if text == "embedded" {
             return Some(Target::Embedded);
         }
+        self.target_url(node).map(|url| Target::Urls(vec![url]))
+    }
+
+    fn target_url(&mut self, node: &Node) -> Option<reqwest::Url> {
+        let text = self.string(node, "target")?;
         match reqwest::Url::parse(&text) {
             Ok(url)
                 if matches!(url.scheme(), "http" | "https" | "ws" | "wss")
                     && url.host().is_some() =>
             {
-                Some(Target::Url(url))
+                Some(url)
             }
             Ok(url) => {
                 self.error(
@@ -53,6 +74,10 @@ impl Validator {
                     "`setup` takes `users` (dev login) or `sessions_file`, not both",
                 );
                 None
+            }
+            // The one word that is not a username template: sessions without credentials.
+            (Some(users), None) if matches!(&users.value, Value::Str(s) if s == "none") => {
+                Some(Users::None)
             }
             (Some(users), None) => self
                 .template(users, "setup.users", USER_VARS)

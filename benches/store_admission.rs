@@ -1,0 +1,256 @@
+//! Session admission (engine open, cookie lookup, auto-join, CONNECT) and `clientJoinRoom`
+//! latency of `serve` on PostgreSQL against `serve` on SQLite, in one run, alternating rounds
+//! so the shared machine's load weighs on both alike. Each server is its own release process;
+//! PostgreSQL is the one at 127.0.0.1:5432 (a database created for the run and dropped after).
+//!
+//!     cargo bench --bench store_admission -- [--rounds 4] [--sessions 3000] [--concurrency 256]
+//!         [--join-concurrency 16] [--users 100]
+//!
+//! Env `SCMARKET_WS_BENCH_POSTGRES`: another server's maintenance URL.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+fn flag(args: &[String], name: &str, default: usize) -> usize {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn exe() -> std::path::PathBuf {
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--bin", "scmarket-ws"])
+        .status()
+        .expect("cargo builds the server");
+    assert!(status.success());
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/scmarket-ws")
+}
+
+/// Start `serve` on `database` with every limit off; answers the process and its base URL.
+fn start(exe: &std::path::Path, database: &str, extra: &[&str]) -> (Child, String) {
+    let mut server = Command::new(exe)
+        .args([
+            "serve",
+            "--dev",
+            "--database",
+            database,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--handshake-rate", "0", "--event-rate", "0"])
+        .args(["--max-connections-per-user", "0"])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start serve");
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("serve logs its address").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(!line.contains("error"), "{line}");
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (server, base)
+}
+
+async fn admin(url: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    tokio::spawn(connection);
+    client.batch_execute(sql).await.expect(sql);
+}
+
+struct Target {
+    name: &'static str,
+    base: String,
+    cookies: Vec<String>,
+    chat: String,
+}
+
+async fn prepare(name: &'static str, base: String, users: usize) -> Target {
+    let http = reqwest::Client::new();
+    let mut cookies = Vec::new();
+    let mut names = Vec::new();
+    for u in 0..users {
+        let username = format!("bench-{u}");
+        let v: serde_json::Value = http
+            .post(format!("{base}/api/dev/login"))
+            .json(&serde_json::json!({ "username": username }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        cookies.push(v["data"]["session_cookie"].as_str().unwrap().to_string());
+        names.push(username);
+    }
+    let v: serde_json::Value = http
+        .post(format!("{base}/api/dev/chats"))
+        .json(&serde_json::json!({ "participants": names }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let chat = v["data"]["chat_id"].as_str().unwrap().to_string();
+    Target {
+        name,
+        base,
+        cookies,
+        chat,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(i).copied().unwrap_or_default().as_secs_f64() * 1e3
+}
+
+/// Open `sessions` sessions, `concurrency` at a time; then each sends one acknowledged
+/// `clientJoinRoom`, `join_concurrency` in flight. Sessions/s, join p50, p99.
+async fn round(
+    target: &Target,
+    sessions: usize,
+    concurrency: usize,
+    join_concurrency: usize,
+) -> (f64, f64, f64) {
+    let url = format!(
+        "{}/ws/?EIO=4&transport=websocket",
+        target.base.replacen("http", "ws", 1)
+    );
+    let gate = Arc::new(Semaphore::new(concurrency));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(sessions);
+    for i in 0..sessions {
+        let permit = gate.clone().acquire_owned().await.unwrap();
+        let mut request = url.as_str().into_client_request().unwrap();
+        let cookie = &target.cookies[i % target.cookies.len()];
+        request
+            .headers_mut()
+            .insert("cookie", cookie.parse().unwrap());
+        tasks.push(tokio::spawn(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(request).await.ok()?;
+            ws.next().await?.ok()?;
+            ws.send(Message::text("40")).await.ok()?;
+            loop {
+                let frame = ws.next().await?.ok()?;
+                if frame.to_text().ok()?.starts_with("40") {
+                    break;
+                }
+            }
+            drop(permit);
+            Some(ws)
+        }));
+    }
+    let mut open = Vec::with_capacity(sessions);
+    for t in tasks {
+        if let Ok(Some(ws)) = t.await {
+            open.push(ws);
+        }
+    }
+    let rate = open.len() as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(
+        open.len(),
+        sessions,
+        "{}: sessions failed to open",
+        target.name
+    );
+
+    let join = format!(
+        "421[\"clientJoinRoom\",{{\"chat_id\":\"{}\"}}]",
+        target.chat
+    );
+    let gate = Arc::new(Semaphore::new(join_concurrency));
+    let mut tasks = Vec::with_capacity(open.len());
+    for mut ws in open {
+        let permit = gate.clone().acquire_owned().await.unwrap();
+        let join = join.clone();
+        tasks.push(tokio::spawn(async move {
+            let t0 = Instant::now();
+            ws.send(Message::text(join)).await.ok()?;
+            loop {
+                let frame = ws.next().await?.ok()?;
+                let text = frame.to_text().ok()?;
+                if text.starts_with("431") {
+                    assert!(text.contains("\"ok\":true"), "join refused: {text}");
+                    break;
+                }
+            }
+            let took = t0.elapsed();
+            drop(permit);
+            let _ = ws.close(None).await;
+            Some(took)
+        }));
+    }
+    let mut joins = Vec::new();
+    for t in tasks {
+        if let Ok(Some(took)) = t.await {
+            joins.push(took);
+        }
+    }
+    joins.sort();
+    (rate, percentile(&joins, 0.5), percentile(&joins, 0.99))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rounds = flag(&args, "--rounds", 4);
+    let sessions = flag(&args, "--sessions", 3000);
+    let concurrency = flag(&args, "--concurrency", 256);
+    let users = flag(&args, "--users", 100);
+    let join_concurrency = flag(&args, "--join-concurrency", 16);
+    let maintenance = std::env::var("SCMARKET_WS_BENCH_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let db = format!("scmarket_ws_bench_{}", std::process::id());
+    let mut pg_url = url::Url::parse(&maintenance).unwrap();
+    pg_url.set_path(&format!("/{db}"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(admin(&maintenance, &format!("CREATE DATABASE {db}")));
+
+    let exe = exe();
+    let (mut sqlite, sqlite_base) = start(&exe, "sqlite::memory:", &[]);
+    let (mut postgres, postgres_base) = start(&exe, pg_url.as_str(), &["--init"]);
+    runtime.block_on(async {
+        let targets = [
+            prepare("sqlite", sqlite_base, users).await,
+            prepare("postgres", postgres_base, users).await,
+        ];
+        println!(
+            "store_admission: {sessions} sessions per round, {concurrency} at a time, {users} users; \
+             joins {join_concurrency} in flight"
+        );
+        for r in 1..=rounds {
+            for target in &targets {
+                let (rate, p50, p99) = round(target, sessions, concurrency, join_concurrency).await;
+                println!(
+                    "round {r} {:>8}: {rate:>6.0} sessions/s admitted, join p50 {p50:.2} ms, p99 {p99:.2} ms",
+                    target.name
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    });
+    for server in [&mut sqlite, &mut postgres] {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    runtime.block_on(admin(
+        &maintenance,
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    ));
+}

@@ -1,0 +1,704 @@
+//! The store on SC Market's own PostgreSQL: the production tables as they are
+//! (`SCMARKET_SCHEMA.md` of the shared docs), through a `deadpool-postgres` pool of
+//! `tokio-postgres` connections.
+//!
+//! It never creates, alters or drops a production table: `serve` checks the columns it needs
+//! before it starts (`schema::check`, also `db check`), and only `serve --dev --init` creates
+//! tables, in a database that has none of them. New `messages` rows from any writer reach
+//! the sockets through `notify` when its trigger is installed.
+//!
+//! Every call is bounded by `PoolConfig::query_timeout` (waiting for a connection included),
+//! so a database that stops answering turns into `StoreError::Unavailable` refusals
+//! (`store_error`), never into sockets that hang; connections that broke are dropped by the
+//! pool and new ones made when the database answers again.
+
+pub mod fixtures;
+pub mod notify;
+pub mod schema;
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use super::{ChatAccessFacts, Parties, Store, StoreError, StoreResult, User};
+use crate::protocol::{ChatDetail, ChatId, ChatMessage, ChatSummary, WireTimestamp};
+
+/// The pool and its timeouts (`serve --pool-size`, `--pool-wait-timeout`,
+/// `--db-connect-timeout`, `--db-query-timeout`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Most connections open at once.
+    pub size: usize,
+    /// How long a call waits for a free connection.
+    pub wait_timeout: Duration,
+    /// How long opening one connection may take.
+    pub connect_timeout: Duration,
+    /// How long one store call may take in all (waiting for a connection included).
+    pub query_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            size: 16,
+            wait_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Whether a `--database` value names a PostgreSQL database.
+pub fn is_postgres_url(database: &str) -> bool {
+    let d = database.trim();
+    d.starts_with("postgres://") || d.starts_with("postgresql://")
+}
+
+/// The connection settings of a URL, with what every connection of this store needs: UTC
+/// session time (the `timestamp` columns are UTC wall-clock values, and `now()` defaults must
+/// write UTC too) and an application name that shows in `pg_stat_activity`.
+pub fn connection_config(
+    url: &str,
+    connect_timeout: Duration,
+) -> StoreResult<tokio_postgres::Config> {
+    let mut config: tokio_postgres::Config = url.trim().parse().map_err(|e| {
+        StoreError::Invalid(format!(
+            "{}: not a PostgreSQL URL ({e}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+            redact(url)
+        ))
+    })?;
+    if config.get_dbname().is_none() {
+        return Err(StoreError::Invalid(format!(
+            "{}: the URL names no database (postgres://HOST/DATABASE)",
+            redact(url)
+        )));
+    }
+    config.options("-c TimeZone=UTC");
+    if config.get_application_name().is_none() {
+        config.application_name("scmarket-ws");
+    }
+    config.connect_timeout(connect_timeout);
+    Ok(config)
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url.trim()) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.trim().to_string(),
+    }
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    query_timeout: Duration,
+}
+
+impl PostgresStore {
+    /// A pool on `url`, and one connection made at once so a wrong URL, a refused connection
+    /// or a wrong password is reported at start, not at the first handshake.
+    pub async fn connect(url: &str, pool: &PoolConfig) -> StoreResult<Self> {
+        let config = connection_config(url, pool.connect_timeout)?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                // A connection that broke says so (`is_closed`); no round trip per checkout.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let built = Pool::builder(manager)
+            .max_size(pool.size.max(1))
+            .wait_timeout(Some(pool.wait_timeout))
+            .create_timeout(Some(pool.connect_timeout))
+            .recycle_timeout(Some(pool.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("connection pool: {e}")))?;
+        let store = PostgresStore {
+            pool: built,
+            config,
+            query_timeout: pool.query_timeout,
+        };
+        let first = store.pool.get().await.map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot connect to {}: {}",
+                redact(url),
+                pool_error(&e)
+            ))
+        })?;
+        drop(first);
+        Ok(store)
+    }
+
+    /// The connection settings, for the dedicated LISTEN connection of `notify`.
+    pub fn connection_settings(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// A pooled connection, for `db` commands, `--init` and fixtures.
+    pub async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(pool_error(&e)))
+    }
+
+    /// Run one store call within the query timeout.
+    async fn timed<T>(&self, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        tokio::time::timeout(self.query_timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "the database did not answer within {:?}",
+                    self.query_timeout
+                )))
+            })
+    }
+}
+
+fn pool_error(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => describe(e),
+        other => other.to_string(),
+    }
+}
+
+/// A driver error with the server's own message when there is one (tokio-postgres' Display
+/// says only "db error").
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// Now, as the UTC wall-clock value the `timestamp` columns hold, to the microsecond.
+pub fn now_utc() -> PrimitiveDateTime {
+    let now = OffsetDateTime::now_utc();
+    let micros = now.nanosecond() / 1_000 * 1_000;
+    let now = now.replace_nanosecond(micros).unwrap_or(now);
+    PrimitiveDateTime::new(now.date(), now.time())
+}
+
+pub fn wire_timestamp(t: PrimitiveDateTime) -> WireTimestamp {
+    let millis = t.assume_offset(UtcOffset::UTC).unix_timestamp_nanos() / 1_000_000;
+    WireTimestamp::from_unix_millis(millis as i64)
+}
+
+fn later(ttl: Duration) -> PrimitiveDateTime {
+    let now = OffsetDateTime::now_utc();
+    let then = now
+        .checked_add(time::Duration::try_from(ttl).unwrap_or(time::Duration::MAX))
+        .unwrap_or(now + time::Duration::days(365 * 100));
+    PrimitiveDateTime::new(then.date(), then.time())
+}
+
+/// The account columns of a query, in the order `user_at` reads them.
+const USER_COLUMNS: &str = "a.user_id, COALESCE(a.username, ''), a.role, a.banned";
+const USER_BY_ID_SQL: &str = "SELECT a.user_id, COALESCE(a.username, ''), a.role, a.banned FROM accounts a WHERE a.user_id = $1";
+const USER_BY_USERNAME_SQL: &str = "SELECT a.user_id, COALESCE(a.username, ''), a.role, a.banned \
+     FROM accounts a WHERE a.username = $1 LIMIT 1";
+/// The session's `passport.user` as text, and the account it names when it is a UUID. The
+/// `sess` JSON may be anything (an anonymous session, a number for a user, not an object):
+/// only a UUID string is looked up, never cast in a way that could fail the query.
+const SESSION_ACCOUNT_SQL: &str = "SELECT p.u, a.user_id, COALESCE(a.username, ''), a.role, a.banned \
+     FROM login_sessions s \
+     CROSS JOIN LATERAL (SELECT CASE WHEN json_typeof(s.sess::json) = 'object' \
+         AND json_typeof(s.sess::json -> 'passport') = 'object' \
+         THEN s.sess::json -> 'passport' ->> 'user' END AS u) p \
+     LEFT JOIN accounts a ON a.user_id = CASE \
+         WHEN p.u ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN p.u::uuid END \
+     WHERE s.sid = $1 AND s.expire > $2";
+const PARTICIPANT_CHATS_SQL: &str = "SELECT chat_id FROM chat_participants WHERE user_id = $1";
+
+/// The permission names the viewer (`$1`) holds through their roles in contractor `$c`, or
+/// NULL when the viewer is no member of it. Membership alone (no role) is an empty list.
+macro_rules! permissions_sql {
+    ($c:literal) => {
+        concat!(
+            "CASE WHEN EXISTS(SELECT 1 FROM contractor_members m WHERE m.contractor_id = ",
+            $c,
+            " AND m.user_id = $1) THEN ARRAY(SELECT DISTINCT v.p FROM contractor_member_roles mr \
+               JOIN contractor_roles r ON r.role_id = mr.role_id \
+               CROSS JOIN LATERAL (VALUES ('manage_roles', r.manage_roles), ('manage_orders', r.manage_orders), \
+                 ('kick_members', r.kick_members), ('manage_invites', r.manage_invites), \
+                 ('manage_org_details', r.manage_org_details), ('manage_stock', r.manage_stock), \
+                 ('manage_market', r.manage_market), ('manage_recruiting', r.manage_recruiting), \
+                 ('manage_webhooks', r.manage_webhooks), ('manage_blocklist', r.manage_blocklist)) v(p, granted) \
+               WHERE mr.user_id = $1 AND r.contractor_id = ",
+            $c,
+            " AND v.granted ORDER BY 1)::text[] END"
+        )
+    };
+}
+
+/// Columns: participant, then order parties (customer, assigned, contractor, permissions),
+/// then offer parties.
+macro_rules! access_columns {
+    () => {
+        concat!(
+            "EXISTS(SELECT 1 FROM chat_participants p WHERE p.chat_id = c.chat_id AND p.user_id = $1), \
+             o.customer_id, o.assigned_id, o.contractor_id, ",
+            permissions_sql!("o.contractor_id"),
+            ", s.customer_id, s.assigned_id, s.contractor_id, ",
+            permissions_sql!("s.contractor_id")
+        )
+    };
+}
+
+const CHAT_ACCESS_FACTS_SQL: &str = concat!(
+    "SELECT ",
+    access_columns!(),
+    " FROM chats c \
+     LEFT JOIN orders o ON o.order_id = c.order_id \
+     LEFT JOIN offer_sessions s ON s.id = c.session_id \
+     WHERE c.chat_id = $2"
+);
+/// The viewer's account, whether the chat exists, then the access columns.
+const JOIN_FACTS_SQL: &str = concat!(
+    "SELECT a.user_id, COALESCE(a.username, ''), a.role, a.banned, c.chat_id IS NOT NULL, ",
+    access_columns!(),
+    " FROM accounts a \
+     LEFT JOIN chats c ON c.chat_id = $2 \
+     LEFT JOIN orders o ON o.order_id = c.order_id \
+     LEFT JOIN offer_sessions s ON s.id = c.session_id \
+     WHERE a.user_id = $1"
+);
+
+const CHAT_SUMMARY_SQL: &str = "SELECT c.chat_id, c.name, c.icon::text, c.order_id, c.session_id, \
+       ARRAY(SELECT COALESCE(a.username, '') FROM chat_participants p \
+             JOIN accounts a ON a.user_id = p.user_id WHERE p.chat_id = c.chat_id)::text[] \
+     FROM chats c ";
+
+/// The message columns `message_at` reads, joined with the author's account.
+pub(crate) const MESSAGE_SQL: &str = "SELECT m.message_id, m.content, a.username, m.chat_id, m.timestamp \
+     FROM messages m LEFT JOIN accounts a ON a.user_id = m.author ";
+
+fn user_at(row: &Row, at: usize) -> StoreResult<User> {
+    Ok(User {
+        user_id: row.try_get(at)?,
+        username: row.try_get(at + 1)?,
+        role: row.try_get(at + 2)?,
+        banned: row.try_get(at + 3)?,
+        // Production deletes accounts; a deleted account is a missing row.
+        deleted: false,
+    })
+}
+
+fn parties_at(row: &Row, at: usize) -> StoreResult<Option<Parties>> {
+    let Some(customer) = row.try_get::<_, Option<Uuid>>(at)? else {
+        return Ok(None);
+    };
+    Ok(Some(Parties {
+        customer_id: Some(customer),
+        assigned_id: row.try_get(at + 1)?,
+        contractor_id: row.try_get(at + 2)?,
+        viewer_permissions: row.try_get(at + 3)?,
+    }))
+}
+
+fn facts_at(row: &Row, at: usize) -> StoreResult<ChatAccessFacts> {
+    Ok(ChatAccessFacts {
+        viewer_is_participant: row.try_get(at)?,
+        order: parties_at(row, at + 1)?,
+        offer: parties_at(row, at + 5)?,
+    })
+}
+
+fn summary_at(row: &Row) -> StoreResult<ChatSummary> {
+    let mut participants: Vec<String> = row.try_get(5)?;
+    participants.sort();
+    Ok(ChatSummary {
+        chat_id: ChatId(row.try_get(0)?),
+        name: row.try_get(1)?,
+        icon: row.try_get(2)?,
+        order_id: row.try_get(3)?,
+        session_id: row.try_get(4)?,
+        participants,
+    })
+}
+
+/// A message from the columns of [`MESSAGE_SQL`], and its stored timestamp.
+pub(crate) fn message_at(row: &Row) -> StoreResult<(ChatMessage, PrimitiveDateTime)> {
+    let stamp: PrimitiveDateTime = row.try_get(4)?;
+    Ok((
+        ChatMessage {
+            message_id: row.try_get(0)?,
+            content: row.try_get(1)?,
+            author: row.try_get(2)?,
+            chat_id: ChatId(row.try_get(3)?),
+            timestamp: wire_timestamp(stamp),
+        },
+        stamp,
+    ))
+}
+
+/// A `discord_id` for an account made by a dev login: production requires a unique one;
+/// negative numbers are never real Discord ids.
+fn dev_discord_id() -> i64 {
+    -fastrand::i64(1..i64::MAX)
+}
+
+/// Create a chat and its participants in `tx`.
+async fn create_chat(
+    tx: &deadpool_postgres::Transaction<'_>,
+    name: Option<&str>,
+    participants: &[Uuid],
+) -> StoreResult<ChatId> {
+    let chat_id = Uuid::new_v4();
+    tx.execute(
+        "INSERT INTO chats (chat_id, name) VALUES ($1, $2)",
+        &[&chat_id, &name],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO chat_participants (chat_id, user_id) \
+         SELECT $1, u FROM unnest($2::uuid[]) u \
+         WHERE NOT EXISTS (SELECT 1 FROM chat_participants p WHERE p.chat_id = $1 AND p.user_id = u)",
+        &[&chat_id, &participants],
+    )
+    .await?;
+    Ok(ChatId(chat_id))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn user_by_id(&self, user_id: Uuid) -> StoreResult<Option<User>> {
+        self.timed(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(USER_BY_ID_SQL).await?;
+            let row = client.query_opt(&stmt, &[&user_id]).await?;
+            row.map(|r| user_at(&r, 0)).transpose()
+        })
+        .await
+    }
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+        self.timed(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(USER_BY_USERNAME_SQL).await?;
+            let row = client.query_opt(&stmt, &[&username]).await?;
+            row.map(|r| user_at(&r, 0)).transpose()
+        })
+        .await
+    }
+
+    async fn ensure_user(&self, username: &str) -> StoreResult<User> {
+        self.timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            // Production has no unique index on username: two logins of one new name at once
+            // must not make two accounts, so they take turns on a lock named by the name.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('scmarket-ws user ' || $1))",
+                &[&username],
+            )
+            .await?;
+            if let Some(row) = tx.query_opt(USER_BY_USERNAME_SQL, &[&username]).await? {
+                tx.commit().await?;
+                return user_at(&row, 0);
+            }
+            let row = tx
+                .query_one(
+                    &format!(
+                        "INSERT INTO accounts AS a (user_id, username, display_name, discord_id) \
+                         VALUES ($1, $2, $2, $3) RETURNING {USER_COLUMNS}"
+                    ),
+                    &[&Uuid::new_v4(), &username, &dev_discord_id()],
+                )
+                .await?;
+            tx.commit().await?;
+            user_at(&row, 0)
+        })
+        .await
+    }
+
+    async fn set_banned(&self, user_id: Uuid, banned: bool) -> StoreResult<()> {
+        self.timed(async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "UPDATE accounts SET banned = $1 WHERE user_id = $2",
+                    &[&banned, &user_id],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_login_session(&self, user_id: Uuid, ttl: Duration) -> StoreResult<String> {
+        // express-session ids are 32 url-safe characters; a simple-form UUID is as unguessable.
+        let sid = Uuid::new_v4().simple().to_string();
+        let sess = serde_json::json!({
+            "cookie": { "originalMaxAge": ttl.as_millis() as u64, "httpOnly": true, "path": "/" },
+            "passport": { "user": user_id.to_string() },
+        });
+        self.timed(async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO login_sessions (sid, sess, expire) VALUES ($1, $2, $3)",
+                    &[&sid, &sess, &later(ttl)],
+                )
+                .await?;
+            Ok(())
+        })
+        .await?;
+        Ok(sid)
+    }
+
+    async fn session_account(&self, sid: &str) -> StoreResult<Option<Result<User, Uuid>>> {
+        self.timed(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(SESSION_ACCOUNT_SQL).await?;
+            let Some(row) = client.query_opt(&stmt, &[&sid, &now_utc()]).await? else {
+                return Ok(None);
+            };
+            // No passport.user, or not a UUID string: an anonymous session, not logged in.
+            let Some(session_user) = row
+                .try_get::<_, Option<String>>(0)?
+                .and_then(|u| Uuid::try_parse(&u).ok())
+            else {
+                return Ok(None);
+            };
+            if row.try_get::<_, Option<Uuid>>(1)?.is_none() {
+                return Ok(Some(Err(session_user)));
+            }
+            Ok(Some(Ok(user_at(&row, 1)?)))
+        })
+        .await
+    }
+
+    async fn chat_access_facts(
+        &self,
+        chat_id: ChatId,
+        viewer: Uuid,
+    ) -> StoreResult<Option<ChatAccessFacts>> {
+        self.timed(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(CHAT_ACCESS_FACTS_SQL).await?;
+            let row = client.query_opt(&stmt, &[&viewer, &chat_id.0]).await?;
+            row.map(|r| facts_at(&r, 0)).transpose()
+        })
+        .await
+    }
+
+    async fn join_facts(
+        &self,
+        chat_id: ChatId,
+        viewer: Uuid,
+    ) -> StoreResult<Option<(User, Option<ChatAccessFacts>)>> {
+        self.timed(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(JOIN_FACTS_SQL).await?;
+            let Some(row) = client.query_opt(&stmt, &[&viewer, &chat_id.0]).await? else {
+                return Ok(None);
+            };
+            let user = user_at(&row, 0)?;
+            if !row.try_get::<_, bool>(4)? {
+                return Ok(Some((user, None)));
+            }
+            Ok(Some((user, Some(facts_at(&row, 5)?))))
+        })
+        .await
+    }
+
+    async fn participant_chats(&self, user_id: Uuid) -> StoreResult<Vec<ChatId>> {
+        self.timed(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(PARTICIPANT_CHATS_SQL).await?;
+            let rows = client.query(&stmt, &[&user_id]).await?;
+            rows.iter()
+                .map(|r| Ok(ChatId(r.try_get(0)?)))
+                .collect::<StoreResult<Vec<_>>>()
+        })
+        .await
+    }
+
+    async fn chat_summaries(&self, user_id: Uuid) -> StoreResult<Vec<ChatSummary>> {
+        self.timed(async {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    &format!(
+                        "{CHAT_SUMMARY_SQL} WHERE c.chat_id IN \
+                         (SELECT chat_id FROM chat_participants WHERE user_id = $1) ORDER BY c.chat_id::text"
+                    ),
+                    &[&user_id],
+                )
+                .await?;
+            rows.iter().map(summary_at).collect()
+        })
+        .await
+    }
+
+    async fn chat_detail(&self, chat_id: ChatId) -> StoreResult<Option<ChatDetail>> {
+        self.timed(async {
+            let client = self.client().await?;
+            let Some(row) = client
+                .query_opt(
+                    &format!("{CHAT_SUMMARY_SQL} WHERE c.chat_id = $1"),
+                    &[&chat_id.0],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let chat = summary_at(&row)?;
+            let rows = client
+                .query(
+                    &format!(
+                        "{MESSAGE_SQL} WHERE m.chat_id = $1 ORDER BY m.timestamp, m.message_id"
+                    ),
+                    &[&chat_id.0],
+                )
+                .await?;
+            let messages = rows
+                .iter()
+                .map(|r| message_at(r).map(|(m, _)| m))
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(Some(ChatDetail { chat, messages }))
+        })
+        .await
+    }
+
+    async fn create_chat(&self, name: Option<&str>, participants: &[Uuid]) -> StoreResult<ChatId> {
+        self.timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let chat_id = create_chat(&tx, name, participants).await?;
+            tx.commit().await?;
+            Ok(chat_id)
+        })
+        .await
+    }
+
+    async fn find_or_create_direct_chat(&self, participants: &[Uuid]) -> StoreResult<ChatId> {
+        let mut wanted = participants.to_vec();
+        // Uuid orders by bytes, as PostgreSQL orders uuid values.
+        wanted.sort();
+        wanted.dedup();
+        let key = wanted
+            .iter()
+            .map(Uuid::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        self.timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            // Two callers asking for the same set at once get one chat, not one each.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('scmarket-ws direct ' || $1))",
+                &[&key],
+            )
+            .await?;
+            let existing = match wanted.first() {
+                None => None,
+                Some(first) => tx
+                    .query_opt(
+                        "SELECT c.chat_id FROM chats c \
+                         WHERE c.order_id IS NULL AND c.session_id IS NULL \
+                           AND c.chat_id IN (SELECT chat_id FROM chat_participants WHERE user_id = $1) \
+                           AND ARRAY(SELECT p.user_id FROM chat_participants p \
+                                     WHERE p.chat_id = c.chat_id ORDER BY p.user_id) = $2::uuid[] \
+                         LIMIT 1",
+                        &[first, &wanted],
+                    )
+                    .await?
+                    .map(|r| r.try_get::<_, Uuid>(0))
+                    .transpose()?,
+            };
+            let chat_id = match existing {
+                Some(id) => ChatId(id),
+                None => create_chat(&tx, None, &wanted).await?,
+            };
+            tx.commit().await?;
+            Ok(chat_id)
+        })
+        .await
+    }
+
+    async fn insert_message(
+        &self,
+        chat_id: ChatId,
+        author: Option<&User>,
+        content: &str,
+    ) -> StoreResult<ChatMessage> {
+        let stamp = now_utc();
+        let message = ChatMessage {
+            message_id: Uuid::new_v4(),
+            content: content.to_string(),
+            author: author.map(|a| a.username.clone()),
+            chat_id,
+            timestamp: wire_timestamp(stamp),
+        };
+        self.timed(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO messages (message_id, content, author, chat_id, timestamp) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .await?;
+            client
+                .execute(
+                    &stmt,
+                    &[
+                        &message.message_id,
+                        &message.content,
+                        &author.map(|a| a.user_id),
+                        &chat_id.0,
+                        &stamp,
+                    ],
+                )
+                .await?;
+            Ok(())
+        })
+        .await?;
+        Ok(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(is_postgres_url("postgres://h/db"));
+        assert!(is_postgres_url(" postgresql://h/db"));
+        assert!(!is_postgres_url("sqlite::memory:"));
+        assert!(connection_config("postgres://u@h/db", Duration::from_secs(1)).is_ok());
+        let err = connection_config("postgres://u@h:notaport/db", Duration::from_secs(1))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("not a PostgreSQL URL"), "{err}");
+        let err = connection_config("postgres://u@h", Duration::from_secs(1))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("names no database"), "{err}");
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn timestamps_are_utc_wall_clock() {
+        let t = time::macros::datetime!(2026-01-02 03:04:05.678901);
+        assert_eq!(wire_timestamp(t).to_string(), "2026-01-02T03:04:05.678Z");
+    }
+}

@@ -1,0 +1,327 @@
+//! Several `serve` nodes as one deployment: one PostgreSQL store (each test a database of its
+//! own) and the Redis adapter (Redis at 127.0.0.1:6379; each test its own channel prefix), or
+//! the PostgreSQL one. A post on any node reaches every socket of the room once, whichever node holds it;
+//! a ban on one node closes the user's sockets on the others; a polling request for a sid that
+//! lives on another node is answered as engine.io answers an unknown sid.
+
+mod common;
+
+use std::time::Duration;
+
+use common::raw::RawSocket;
+use common::stores::TestStore;
+use common::*;
+use scmarket_ws::server::{AdapterConfig, Config, LimitsConfig, RunningServer};
+use scmarket_ws::store::postgres::notify;
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+const QUIET: Duration = Duration::from_millis(500);
+const ALICE: &str = "5c000000-0000-4000-8000-000000000001";
+
+/// The adapter the nodes share rooms through.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    Redis,
+    Postgres,
+}
+
+/// A deployment of `count` nodes on one PostgreSQL store (a database of the test's own with the
+/// demo data) and one adapter (Redis with a prefix of the test's own, or NOTIFY on the same
+/// database).
+struct Cluster {
+    nodes: Vec<RunningServer>,
+    store: TestStore,
+}
+
+impl Cluster {
+    async fn start(count: usize) -> Cluster {
+        Cluster::start_on(count, Via::Redis, false).await
+    }
+
+    /// With `feed`, the database announces every new message (the NOTIFY trigger), and each
+    /// node emits what it hears to its own sockets.
+    async fn start_on(count: usize, via: Via, feed: bool) -> Cluster {
+        let store = TestStore::postgres().await;
+        let db = store.database().expect("a PostgreSQL store");
+        if feed {
+            db.execute(notify::INSTALL_SQL).await;
+        }
+        let prefix = format!(
+            "scmarket-ws-test-{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        );
+        let mut nodes = Vec::new();
+        for _ in 0..count {
+            let mut config = store.config();
+            config.limits = LimitsConfig::off();
+            config.adapter = match via {
+                Via::Redis => AdapterConfig::Redis {
+                    url: REDIS.into(),
+                    prefix: prefix.clone(),
+                },
+                Via::Postgres => AdapterConfig::Postgres {
+                    url: db.url.clone(),
+                    prefix: "scmarket_ws".into(),
+                },
+            };
+            let node = scmarket_ws::server::start(config)
+                .await
+                .unwrap_or_else(|e| panic!("a node (Redis at {REDIS}?): {e:#}"));
+            nodes.push(node);
+        }
+        Cluster { nodes, store }
+    }
+
+    fn url(&self, i: usize) -> String {
+        self.nodes[i].http_url()
+    }
+
+    async fn shutdown(self) {
+        for node in self.nodes {
+            node.shutdown().await;
+        }
+        drop(self.store);
+    }
+}
+
+async fn connect(base: &str, user: &str) -> RawSocket {
+    let cookie = session_cookie(base, user).await;
+    RawSocket::connect(base, Some(&cookie))
+        .await
+        .unwrap_or_else(|r| panic!("{user} refused on {base}: {r:?}"))
+}
+
+/// The next `serverMessage`'s content, and that no second one follows.
+async fn receives_once(socket: &mut RawSocket, who: &str) -> String {
+    let (event, args) = socket
+        .next_event_within(Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("{who} received nothing"));
+    assert_eq!(event, "serverMessage", "{who}");
+    if let Some(again) = socket.next_event_within(QUIET).await {
+        panic!("{who} received a second event: {again:?}");
+    }
+    args["content"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_on_any_node_reaches_every_socket_of_the_room_once() {
+    posts_reach_every_socket_once(Cluster::start(3).await).await;
+}
+
+/// The same over the PostgreSQL adapter (the one measured against Redis).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_postgres_adapter_reaches_every_socket_once_too() {
+    posts_reach_every_socket_once(Cluster::start_on(3, Via::Postgres, false).await).await;
+}
+
+/// With the database announcing every message, each node emits to its own sockets only: a
+/// REST post and a row inserted by another process each reach every socket once.
+#[tokio::test(flavor = "multi_thread")]
+async fn database_announced_messages_reach_every_socket_once() {
+    posts_reach_every_socket_once(Cluster::start_on(3, Via::Redis, true).await).await;
+    let cluster = Cluster::start_on(2, Via::Redis, true).await;
+    let (a, b) = (cluster.url(0), cluster.url(1));
+    let mut alice_on_a = connect(&a, "alice").await;
+    let mut bob_on_b = connect(&b, "bob").await;
+    let db = cluster.store.database().unwrap();
+    db.execute(&format!(
+        "INSERT INTO messages (content, author, chat_id) VALUES ('from psql', '{ALICE}', '{DIRECT_CHAT}')"
+    ))
+    .await;
+    assert_eq!(
+        receives_once(&mut alice_on_a, "alice on a").await,
+        "from psql"
+    );
+    assert_eq!(receives_once(&mut bob_on_b, "bob on b").await, "from psql");
+    cluster.shutdown().await;
+}
+
+async fn posts_reach_every_socket_once(cluster: Cluster) {
+    let (a, b, c) = (cluster.url(0), cluster.url(1), cluster.url(2));
+    // alice and bob share the direct chat; each is joined to it on connect.
+    let mut alice_on_a = connect(&a, "alice").await;
+    let mut bob_on_b = connect(&b, "bob").await;
+    let mut alice_on_c = connect(&c, "alice").await;
+    let bob = session_cookie(&b, "bob").await;
+    for (node, text) in [(&b, "through b"), (&a, "through a"), (&c, "through c")] {
+        let (status, body) = post_message(node, &bob, DIRECT_CHAT, text).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(receives_once(&mut alice_on_a, "alice on a").await, text);
+        assert_eq!(receives_once(&mut bob_on_b, "bob on b").await, text);
+        assert_eq!(receives_once(&mut alice_on_c, "alice on c").await, text);
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ban_on_one_node_closes_the_users_sockets_on_the_others() {
+    let cluster = Cluster::start(2).await;
+    let (a, b) = (cluster.url(0), cluster.url(1));
+    let mut frank_on_b = connect(&b, "frank").await;
+    let mut alice_on_b = connect(&b, "alice").await;
+    let response = reqwest::Client::new()
+        .post(format!("{a}/api/dev/ban"))
+        .json(&serde_json::json!({"username": "frank"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        frank_on_b.closed_within(Duration::from_secs(5)).await,
+        "frank's socket on b is still open after a ban on a"
+    );
+    assert!(
+        !alice_on_b.closed_within(QUIET).await,
+        "the ban closed someone else's socket"
+    );
+    cluster.shutdown().await;
+}
+
+/// Engine sessions live in one node's memory: a polling request for a sid of node a sent to
+/// node b gets engine.io's "Session ID unknown" (so a load balancer must keep a client on its
+/// node: README, "Several nodes").
+#[tokio::test(flavor = "multi_thread")]
+async fn polling_to_another_nodes_sid_is_session_id_unknown() {
+    let cluster = Cluster::start(2).await;
+    let (a, b) = (cluster.url(0), cluster.url(1));
+    let cookie = session_cookie(&a, "alice").await;
+    let http = reqwest::Client::new();
+    let open = http
+        .get(format!("{a}/ws/?EIO=4&transport=polling"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 200);
+    let text = open.text().await.unwrap();
+    let handshake: serde_json::Value =
+        serde_json::from_str(text.strip_prefix('0').expect("an open packet")).unwrap();
+    let sid = handshake["sid"].as_str().unwrap().to_owned();
+    let elsewhere = http
+        .get(format!("{b}/ws/?EIO=4&transport=polling&sid={sid}"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 400);
+    assert_eq!(
+        elsewhere.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"code": 1, "message": "Session ID unknown"})
+    );
+    // On its own node the sid works.
+    let home = http
+        .get(format!("{a}/ws/?EIO=4&transport=polling&sid={sid}"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), 200);
+    cluster.shutdown().await;
+}
+
+/// `serve` as a process of its own (so it can be killed); its base URL once it listens.
+fn serve_process(database: &str, prefix: &str) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = common::binary::command()
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            database,
+        ])
+        .args(["--adapter", REDIS, "--adapter-prefix", prefix])
+        .args(["--handshake-rate", "0", "--event-rate", "0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .and_then(Result::ok)
+            .expect("serve says where it listens");
+        if let Some(at) = line.find("listening on http://") {
+            let rest = &line[at + "listening on ".len()..];
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep reading, so the node never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+/// A node is killed (SIGKILL) 2 s into a load test over two nodes: its sessions come back on
+/// the other node, and every message posted after that reaches every member of its room.
+#[test]
+fn a_killed_nodes_sessions_come_back_on_the_other_and_receive() {
+    let store = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(TestStore::postgres());
+    let database = store.database().unwrap().url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("scmarket-ws-test-kill-{}", std::process::id());
+    let (mut doomed, a) = serve_process(&database, &prefix);
+    let (mut survivor, b) = serve_process(&database, &prefix);
+    let report = dir.path().join("report.json");
+    let fixture = format!(
+        "{}/tests/fixtures/node-loss.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let run = common::binary::command()
+        .args([
+            "-q",
+            "load-test",
+            &fixture,
+            "--target",
+            &a,
+            "--target",
+            &b,
+            "-o",
+        ])
+        .arg(&report)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    doomed.kill().unwrap();
+    let _ = doomed.wait();
+    let out = run.wait_with_output().unwrap();
+    let _ = survivor.kill();
+    let _ = survivor.wait();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["sessions"]["connected"], 40, "{report}");
+    assert_eq!(report["counters"]["reconnects"], 40, "{report}");
+    // Half the sessions were on the killed node: the server closed nothing, the network did.
+    let lost = report["counters"]["disconnects_by_reason"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| *k != "client")
+                .map(|(_, v)| v.as_u64().unwrap())
+                .sum::<u64>()
+        })
+        .unwrap_or(0);
+    assert_eq!(lost, 20, "{report}");
+    assert_eq!(report["delivery"]["expected"], 400, "{report}");
+    assert_eq!(report["delivery"]["received"], 400, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_without_its_redis_refuses_to_start() {
+    let mut config = Config::ephemeral_dev();
+    config.adapter = AdapterConfig::Redis {
+        url: "redis://127.0.0.1:1".into(),
+        prefix: "scmarket-ws-test-unreachable".into(),
+    };
+    let error = match scmarket_ws::server::start(config).await {
+        Ok(_) => panic!("started without its Redis"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("cannot use Redis"), "{error}");
+}

@@ -1,0 +1,380 @@
+//! `serve` on PostgreSQL beyond what both stores share (`on_both_stores!` in the other suites):
+//! messages inserted by other processes, the NOTIFY listener losing its connection, bad input
+//! (URLs, missing tables, wrong column types, malformed sessions) and the database going away.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::binary;
+use common::postgres::TestDatabase;
+use common::raw::RawSocket;
+use common::stores::TestStore;
+use common::*;
+use scmarket_ws::server::auth::{self, Secrets};
+use scmarket_ws::store::postgres::notify;
+use serde_json::{Value, json};
+
+const ALICE: &str = "5c000000-0000-4000-8000-000000000001";
+
+async fn connect(base: &str, user: &str) -> RawSocket {
+    let cookie = session_cookie(base, user).await;
+    RawSocket::connect(base, Some(&cookie))
+        .await
+        .unwrap_or_else(|r| panic!("{user} refused: {r:?}"))
+}
+
+/// The demo data on a database of the test's own, with the notify trigger installed.
+async fn store_with_trigger() -> TestStore {
+    let store = TestStore::postgres().await;
+    store.database().unwrap().execute(notify::INSTALL_SQL).await;
+    store
+}
+
+fn insert_sql(chat: &str, content: &str) -> String {
+    format!(
+        "INSERT INTO messages (content, author, chat_id) VALUES ('{content}', '{ALICE}', '{chat}')"
+    )
+}
+
+/// Every `serverMessage` that arrives until `quiet` passes without one.
+async fn messages_until_quiet(socket: &mut RawSocket, quiet: Duration) -> Vec<Value> {
+    let mut seen = Vec::new();
+    while let Some((event, payload)) = socket.next_event_within(quiet).await {
+        if event == "serverMessage" {
+            seen.push(payload);
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_message_inserted_by_psql_reaches_the_room() {
+    let store = store_with_trigger().await;
+    let db = store.database().unwrap();
+    let server = store.start_dev_server().await;
+    let mut bob = connect(&server.http_url(), "bob").await;
+    // psql, another process, inserts as the Node backend or a system message would.
+    let output = std::process::Command::new("psql")
+        .args([&db.url, "-v", "ON_ERROR_STOP=1", "-qc"])
+        .arg(insert_sql(DIRECT_CHAT, "from psql"))
+        .output()
+        .expect("psql runs");
+    assert!(
+        output.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (event, message) = bob.next_event().await;
+    assert_eq!(event, "serverMessage");
+    assert_eq!(message["content"], "from psql");
+    assert_eq!(message["author"], "alice");
+    assert_eq!(message["chat_id"], DIRECT_CHAT);
+    assert!(
+        messages_until_quiet(&mut bob, Duration::from_millis(500))
+            .await
+            .is_empty()
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_the_trigger_only_what_serve_stores_is_emitted() {
+    let store = TestStore::postgres().await;
+    let db = store.database().unwrap();
+    let server = store.start_dev_server().await;
+    let base = server.http_url();
+    let mut bob = connect(&base, "bob").await;
+    db.execute(&insert_sql(DIRECT_CHAT, "unseen")).await;
+    let cookie = session_cookie(&base, "alice").await;
+    assert_eq!(
+        post_message(&base, &cookie, DIRECT_CHAT, "seen").await.0,
+        200
+    );
+    let got = messages_until_quiet(&mut bob, Duration::from_millis(700)).await;
+    let contents: Vec<&str> = got.iter().map(|m| m["content"].as_str().unwrap()).collect();
+    assert_eq!(contents, ["seen"]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_the_trigger_a_message_serve_stores_is_emitted_once() {
+    let store = store_with_trigger().await;
+    let server = store.start_dev_server().await;
+    let base = server.http_url();
+    let mut bob = connect(&base, "bob").await;
+    let cookie = session_cookie(&base, "alice").await;
+    for i in 0..5 {
+        let (status, _) = post_message(&base, &cookie, DIRECT_CHAT, &format!("rest {i}")).await;
+        assert_eq!(status, 200);
+    }
+    let got = messages_until_quiet(&mut bob, Duration::from_millis(700)).await;
+    let contents: Vec<&str> = got.iter().map(|m| m["content"].as_str().unwrap()).collect();
+    assert_eq!(contents, ["rest 0", "rest 1", "rest 2", "rest 3", "rest 4"]);
+    server.shutdown().await;
+}
+
+/// A writer inserts a stream of messages; meanwhile the listener's connection is killed twice
+/// (`pg_terminate_backend`). Every message still arrives, exactly once.
+#[tokio::test]
+async fn killing_the_listen_connection_loses_nothing_and_repeats_nothing() {
+    let store = store_with_trigger().await;
+    let db = store.database().unwrap();
+    let server = store.start_dev_server().await;
+    let mut bob = connect(&server.http_url(), "bob").await;
+    const COUNT: usize = 120;
+    let writer_url = db.url.clone();
+    let writer = tokio::spawn(async move {
+        let (client, connection) = tokio_postgres::connect(&writer_url, tokio_postgres::NoTls)
+            .await
+            .expect("writer connects");
+        tokio::spawn(connection);
+        for i in 0..COUNT {
+            client
+                .execute(&insert_sql(DIRECT_CHAT, &format!("stream {i}")), &[])
+                .await
+                .expect("insert");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let kill = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = '{}' AND application_name = '{}'",
+        db.name,
+        notify::LISTENER_APPLICATION_NAME
+    );
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        db.execute_as_admin(&kill).await;
+    }
+    writer.await.unwrap();
+    let got = messages_until_quiet(&mut bob, Duration::from_secs(3)).await;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for m in &got {
+        *counts
+            .entry(m["content"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    for i in 0..COUNT {
+        let n = counts.get(&format!("stream {i}")).copied().unwrap_or(0);
+        assert_eq!(n, 1, "stream {i} arrived {n} times");
+    }
+    assert_eq!(got.len(), COUNT);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_sessions_are_refused_and_serving_goes_on() {
+    let store = TestStore::postgres().await;
+    let db = store.database().unwrap();
+    let server = store.start_dev_server().await;
+    let base = server.http_url();
+    let secrets = Secrets::new(auth::DEV_SECRET.into(), None);
+    let cases = [
+        ("s-array", "[]"),
+        ("s-string", "\"x\""),
+        ("s-number-passport", r#"{"passport": 5}"#),
+        ("s-no-user", r#"{"cookie": {}, "passport": {}}"#),
+        ("s-number-user", r#"{"passport": {"user": 5}}"#),
+        ("s-bad-uuid", r#"{"passport": {"user": "not-a-uuid"}}"#),
+        (
+            "s-unknown-user",
+            r#"{"passport": {"user": "5c000000-0000-4000-8000-0000000000ff"}}"#,
+        ),
+    ];
+    for (sid, sess) in cases {
+        db.execute(&format!(
+            "INSERT INTO login_sessions (sid, sess, expire) VALUES ('{sid}', '{sess}', \
+             (now() AT TIME ZONE 'utc') + interval '1 hour')"
+        ))
+        .await;
+        let cookie = format!("scmarket.sid={}", auth::sign_session_cookie(sid, &secrets));
+        let refused = RawSocket::connect(&base, Some(&cookie)).await.err();
+        assert_eq!(refused.map(|r| r.status), Some(400), "{sid}: {sess}");
+    }
+    // An expired row is no session either.
+    db.execute(&format!(
+        "INSERT INTO login_sessions (sid, sess, expire) VALUES ('s-expired', \
+         '{{\"passport\": {{\"user\": \"{ALICE}\"}}}}', (now() AT TIME ZONE 'utc') - interval '1 second')"
+    ))
+    .await;
+    let cookie = format!(
+        "scmarket.sid={}",
+        auth::sign_session_cookie("s-expired", &secrets)
+    );
+    assert!(RawSocket::connect(&base, Some(&cookie)).await.is_err());
+    connect(&base, "alice").await;
+    let metrics = metrics_text(&base).await;
+    assert!(!metrics.contains(r#"reason="store_error""#), "{metrics}");
+    server.shutdown().await;
+}
+
+/// The database stops taking connections and the open ones are cut: handshakes and joins are
+/// refused with `store_error`, open sockets stay, and service resumes when it is back.
+#[tokio::test]
+async fn the_database_going_away_is_refused_with_store_error_and_service_resumes() {
+    let store = TestStore::postgres().await;
+    let db = store.database().unwrap();
+    let server = store
+        .start_dev_server_with(|c| {
+            c.limits.event_rate = 0;
+            c.store.pool.query_timeout = Duration::from_secs(2);
+            c.store.pool.connect_timeout = Duration::from_secs(1);
+        })
+        .await;
+    let base = server.http_url();
+    let cookie = session_cookie(&base, "alice").await;
+    let mut alice = RawSocket::connect(&base, Some(&cookie)).await.unwrap();
+    db.execute_as_admin(&format!(
+        "ALTER DATABASE {0} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
+        db.name
+    ))
+    .await;
+    let refused = RawSocket::connect(&base, Some(&cookie)).await.err();
+    assert_eq!(refused.map(|r| r.status), Some(400));
+    let ack = alice
+        .emit_ack("clientJoinRoom", json!({ "chat_id": GROUP_CHAT }))
+        .await;
+    assert_eq!(ack, json!({"ok": false, "error": "store_error"}));
+    let metrics = metrics_text(&base).await;
+    assert!(
+        metrics.contains(r#"scmarket_ws_handshakes_refused_total{reason="store_error"} 1"#),
+        "{metrics}"
+    );
+
+    db.execute_as_admin(&format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+        db.name
+    ))
+    .await;
+    let ack = alice
+        .emit_ack("clientJoinRoom", json!({ "chat_id": GROUP_CHAT }))
+        .await;
+    assert_eq!(ack, json!({"ok": true}));
+    RawSocket::connect(&base, Some(&cookie))
+        .await
+        .expect("a handshake once the database is back");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_table_or_a_wrong_column_type_stops_serve_at_start() {
+    let store = TestStore::postgres().await;
+    let db = store.database().unwrap();
+    db.execute(
+        "ALTER TABLE accounts ALTER COLUMN banned DROP DEFAULT, \
+         ALTER COLUMN banned TYPE integer USING banned::int",
+    )
+    .await;
+    db.execute("DROP TABLE contractor_member_roles").await;
+    let err = scmarket_ws::server::start(store.config())
+        .await
+        .err()
+        .expect("serve refuses")
+        .to_string();
+    assert!(
+        err.contains("accounts.banned is integer")
+            && err.contains("contractor_member_roles is missing"),
+        "{err}"
+    );
+
+    let out = binary::command()
+        .args(["db", "check", "--database", &db.url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("MISSING  column accounts.banned is integer"),
+        "{text}"
+    );
+    assert!(
+        text.contains("MISSING  table contractor_member_roles is missing"),
+        "{text}"
+    );
+    assert!(text.contains("absent   notify trigger"), "{text}");
+}
+
+#[tokio::test]
+async fn bad_urls_and_unreachable_servers_are_usage_and_connect_errors() {
+    let run = |args: &[&str]| {
+        let out = binary::command().args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["serve", "--dev", "--database", "postgres://u@h:notaport/db"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a PostgreSQL URL"), "{err}");
+    let (code, err) = run(&[
+        "serve",
+        "--dev",
+        "--database",
+        "postgres://postgres:hunter2@127.0.0.1:1/db",
+        "--db-connect-timeout",
+        "2s",
+    ]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(
+        err.contains("cannot connect") && !err.contains("hunter2"),
+        "{err}"
+    );
+    let (code, err) = run(&["db", "check", "--database", "scmarket-ws.db"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = run(&["serve", "--database", "sqlite::memory:", "--dev", "--init"]);
+    assert_eq!(code, Some(2), "{err}");
+}
+
+#[tokio::test]
+async fn init_creates_and_seeds_an_empty_database_and_refuses_a_used_one() {
+    let db = TestDatabase::create().await;
+    let mut config = scmarket_ws::server::Config::ephemeral_dev();
+    config.store.database = db.url.clone();
+    config.store.init = true;
+    let server = start_server(config.clone()).await;
+    let base = server.http_url();
+    let cookie = session_cookie(&base, "alice").await;
+    let chats = get_json(format!("{base}/api/chats"), &cookie).await;
+    assert_eq!(chats["data"].as_array().unwrap().len(), 3, "{chats}");
+    server.shutdown().await;
+
+    let err = scmarket_ws::server::start(config.clone())
+        .await
+        .err()
+        .expect("a second --init is refused")
+        .to_string();
+    assert!(
+        err.contains("--init refused") && err.contains("accounts"),
+        "{err}"
+    );
+    config.dev = false;
+    config.secrets.session = Some("s".into());
+    let err = scmarket_ws::server::start(config)
+        .await
+        .err()
+        .expect("--init without --dev is refused")
+        .to_string();
+    assert!(err.contains("with --dev"), "{err}");
+
+    // db install-notify and uninstall-notify are idempotent.
+    for args in [
+        ["db", "install-notify"],
+        ["db", "install-notify"],
+        ["db", "uninstall-notify"],
+        ["db", "uninstall-notify"],
+    ] {
+        let out = binary::command()
+            .args(args)
+            .args(["--database", &db.url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
