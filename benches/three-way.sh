@@ -15,7 +15,7 @@
 #   utime+stime over the whole run (/proc/PID/stat: sessions opening, joins, posts, fan-out) /
 #   deliveries received; delivery p99 and completeness from the load-test report.
 # Then the table: per server, the range over rounds (min-max). SERVE_BIN, SERVE_FLAGS (extra
-# serve flags), OUT and PORT can be set; SERVERS="serve bare" runs a subset of the servers,
+# serve flags), OUT, PORT and BARE_BIN (skips building it) can be set; SERVERS="serve bare" runs a subset of the servers,
 # MEASURES=hold (or burst) one of the two measurements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +33,10 @@ rm -f "$OUT"/results.txt
 if [[ ! -d tests/node/node_modules/socket.io ]]; then
   (cd tests/node && npm ci --no-audit --no-fund > /dev/null)
 fi
-BARE_BIN=$(cargo bench --bench bare_socketioxide --no-run 2>&1 |
-  sed -nE 's/.*Executable .*\((.*bare_socketioxide-[0-9a-f]+)\).*/\1/p' | tail -1)
+if [[ -z ${BARE_BIN:-} ]]; then
+  BARE_BIN=$(cargo bench --bench bare_socketioxide --no-run 2>&1 |
+    sed -nE 's/.*Executable .*\((.*bare_socketioxide-[0-9a-f]+)\).*/\1/p' | tail -1)
+fi
 [[ -x $BARE_BIN ]] || { echo "cannot build benches/bare_socketioxide.rs" >&2; exit 1; }
 HOLD_SECONDS=$(( (HELD + 999) / 1000 ))
 
