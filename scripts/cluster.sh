@@ -84,7 +84,8 @@ start_node() {
   # The address is read from the log line that says where the node listens.
   NO_COLOR=1 RUST_LOG=${NODE_LOG:-info} "$BIN" serve --dev $init --database "$DATABASE" --listen 127.0.0.1:0 \
     --adapter "$ADAPTER" --adapter-prefix "$PREFIX" \
-    --handshake-rate 0 --event-rate 0 --max-connections-per-user 0 --max-connections-per-ip 0 "${SERVE_ARGS[@]}" 2>"$log" &
+    --handshake-rate 0 --event-rate 0 --max-connections-per-user 0 --max-connections-per-ip 0 \
+    "${SERVE_ARGS[@]}" 2>"$log" &
   PIDS+=($!)
   local url=
   for _ in $(seq 300); do
