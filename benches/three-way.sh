@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Three servers side by side, alternating, driven by the same load tests: Node socket.io 4.8
 # (benches/node/fanout-server.js), a bare socketioxide + axum server (benches/bare_socketioxide.rs)
-# and `serve --dev` (sqlite::memory:, every limit at its default except the per-IP handshake rate,
-# which a load test from one address must lift). Each measurement starts its server afresh.
+# and `serve --dev` (sqlite::memory:, every limit at its default except the per-IP handshake rate
+# and connection cap, which a load test from one address must lift). Each measurement starts its server afresh.
 #
 #   cargo build --release && (cd tests/node && npm ci)
 #   benches/three-way.sh [ROUNDS] [HELD]          # defaults: 3 rounds, 15000 held sessions
@@ -56,7 +56,7 @@ start_server() { # NAME LOG
     bare) "$BARE_BIN" --listen "127.0.0.1:$PORT" > "$2" 2>&1 & ;;
     # shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
     serve) "$SERVE_BIN" -q serve --dev --database sqlite::memory: --listen "127.0.0.1:$PORT" \
-      --handshake-rate 0 ${SERVE_FLAGS:-} > "$2" 2>&1 & ;;
+      --handshake-rate 0 --max-connections-per-ip 0 ${SERVE_FLAGS:-} > "$2" 2>&1 & ;;
   esac
   SERVER=$!
   for _ in $(seq 100); do
