@@ -15,7 +15,8 @@
 # (default: a new PostgreSQL database on 127.0.0.1:5432, user postgres, created with the dev
 # tables and demo data and dropped at the end; or any `serve --database` value every node can
 # share), --init (the first node creates the tables in --database, `serve --init`), --out DIR
-# (a new temporary folder), --bin PATH (env SCMARKET_WS, else target/release/scmarket-ws).
+# (a new temporary folder), --bin PATH (env SCMARKET_WS, else target/release/scmarket-ws),
+# --serve-arg ARG (repeatable: one more argument for every node, e.g. --serve-arg=--pool-size=32).
 # After `--`, arguments for load-test. Exit code: load-test's.
 set -euo pipefail
 
@@ -28,6 +29,7 @@ OUT=
 BIN=${SCMARKET_WS:-}
 SCENARIO=
 EXTRA=()
+SERVE_ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) NODES=$2; shift 2 ;;
@@ -37,6 +39,8 @@ while [ $# -gt 0 ]; do
     --init) INIT=--init; shift ;;
     --out) OUT=$2; shift 2 ;;
     --bin) BIN=$2; shift 2 ;;
+    --serve-arg) SERVE_ARGS+=("$2"); shift 2 ;;
+    --serve-arg=*) SERVE_ARGS+=("${1#--serve-arg=}"); shift ;;
     --) shift; EXTRA=("$@"); break ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     -*) echo "cluster.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -77,9 +81,10 @@ start_node() {
   local k=$1 log="$OUT/node-$1.log" init=
   # Only the first node creates the tables; the others open them.
   [ "$k" = 1 ] && init=$INIT
-  NO_COLOR=1 "$BIN" serve --dev $init --database "$DATABASE" --listen 127.0.0.1:0 \
+  # The address is read from the log line that says where the node listens.
+  NO_COLOR=1 RUST_LOG=${NODE_LOG:-info} "$BIN" serve --dev $init --database "$DATABASE" --listen 127.0.0.1:0 \
     --adapter "$ADAPTER" --adapter-prefix "$PREFIX" \
-    --handshake-rate 0 --event-rate 0 --max-connections-per-user 0 2>"$log" &
+    --handshake-rate 0 --event-rate 0 --max-connections-per-user 0 --max-connections-per-ip 0 "${SERVE_ARGS[@]}" 2>"$log" &
   PIDS+=($!)
   local url=
   for _ in $(seq 300); do

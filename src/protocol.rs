@@ -321,21 +321,31 @@ pub struct PostMessageRequest {
     pub content: String,
 }
 
+/// What a username the server accepts looks like: 1 to 64 of A-Z, a-z, 0-9, `_`, `-`, `.`.
+pub const USERNAME_PATTERN: &str = "^[A-Za-z0-9_.-]{1,64}$";
+/// The most users one `POST /api/chats` may name.
+pub const MAX_CHAT_USERS: usize = 100;
+/// The most participants one dev chat may be created with.
+pub const MAX_DEV_PARTICIPANTS: usize = 50_000;
+
 /// Body of `POST /api/chats`: usernames to start a direct chat with.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct CreateChatRequest {
+    #[schemars(length(min = 1, max = MAX_CHAT_USERS), inner(regex(pattern = USERNAME_PATTERN)))]
     pub users: Vec<String>,
 }
 
 /// Body of the dev-only `POST /api/dev/login`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DevLoginRequest {
+    #[schemars(regex(pattern = USERNAME_PATTERN))]
     pub username: String,
 }
 
 /// Body of the dev-only `POST /api/dev/chats`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DevCreateChatRequest {
+    #[schemars(length(max = MAX_DEV_PARTICIPANTS), inner(regex(pattern = USERNAME_PATTERN)))]
     pub participants: Vec<String>,
     #[serde(default)]
     pub name: Option<String>,
@@ -345,6 +355,7 @@ pub struct DevCreateChatRequest {
 /// server closes every socket of a user it bans.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DevBanRequest {
+    #[schemars(regex(pattern = USERNAME_PATTERN))]
     pub username: String,
     #[serde(default = "banned_by_default")]
     pub banned: bool,

@@ -547,7 +547,7 @@ phases:
   - {{ duration: 1s, arrival_rate: 8 }}
 scenarios:
   - name: emit
-    weight: 3
+    weight: 1
     steps:
       - connect
       - emit: {{ event: clientJoinRoom, data: {{ chat_id: "{{{{room}}}}" }} }}
@@ -569,9 +569,11 @@ scenarios:
             - post_message: {{ chat_id: "{{{{room}}}}", content: "late {{{{nonce}}}}" }}
             - think: 100ms
       - think: 500ms
+      - leave: {{ chat_id: "{{{{room}}}}" }}
       - disconnect
 thresholds:
   - "sessions.failed == 0"
+  - "errors.total == 0"
   - "delivery.completeness >= 100%"
 "#,
             chat = common::ORDER_CHAT

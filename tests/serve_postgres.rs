@@ -378,3 +378,29 @@ async fn init_creates_and_seeds_an_empty_database_and_refuses_a_used_one() {
         );
     }
 }
+
+/// The trigger removed while serving: the listener notices within a second or two, and the
+/// REST route emits what it stores again (rather than nothing emitting it at all).
+#[tokio::test]
+async fn removing_the_trigger_while_serving_hands_emission_back_to_the_rest_route() {
+    let store = store_with_trigger().await;
+    let db = store.database().unwrap();
+    let server = store.start_dev_server().await;
+    let base = server.http_url();
+    let mut bob = connect(&base, "bob").await;
+    let cookie = session_cookie(&base, "alice").await;
+    assert_eq!(
+        post_message(&base, &cookie, DIRECT_CHAT, "before").await.0,
+        200
+    );
+    db.execute(notify::UNINSTALL_SQL).await;
+    tokio::time::sleep(notify::TRIGGER_CHECK * 3).await;
+    assert_eq!(
+        post_message(&base, &cookie, DIRECT_CHAT, "after").await.0,
+        200
+    );
+    let got = messages_until_quiet(&mut bob, Duration::from_millis(700)).await;
+    let contents: Vec<&str> = got.iter().map(|m| m["content"].as_str().unwrap()).collect();
+    assert_eq!(contents, ["before", "after"]);
+    server.shutdown().await;
+}

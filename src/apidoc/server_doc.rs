@@ -225,6 +225,7 @@ fn operation(route: Route) -> Value {
                 "200": json_response("The chat.", data_of(schema_ref("CreatedChat"))),
                 "400": error("ValidationFailed"),
                 "401": error("NotLoggedIn"),
+                "404": error("UserNotFound"),
             },
         }),
         Route::GetChat => json!({
@@ -352,6 +353,7 @@ fn rest_document(dev: bool) -> Value {
                 "UnsupportedMediaType": error_response("The body is not declared Content-Type: application/json (code `UNSUPPORTED_MEDIA_TYPE`)."),
                 "NotAuthorized": error_response("The caller may not view this chat (message `Not authorized`)."),
                 "ChatNotFound": error_response("No chat has this id (message `Chat not found`)."),
+                "UserNotFound": error_response("A named user does not exist or is banned (message `User <name> not found`)."),
                 "NotFound": error_response("The route does not exist (dev routes without --dev)."),
             },
             "securitySchemes": {

@@ -3,7 +3,7 @@
 //! message, psql), arrives here from `store::postgres::notify` and is emitted to its chat's
 //! room.
 //!
-//! It emits to this node's sockets only (`io.local()`): each node of a multi-node deployment
+//! It emits to this node's sockets only (`Io::to_room_on_this_node`): each node of a multi-node deployment
 //! runs its own listener and hears every notification, so with a shared adapter a broadcast
 //! would reach each socket once per node. Local emission from every node delivers each
 //! message exactly once.

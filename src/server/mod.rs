@@ -56,7 +56,8 @@ pub struct App {
     pub dev: bool,
     /// The database announces every new message (`feed.rs` emits them), so the REST route
     /// stores without emitting: one `serverMessage` per message.
-    pub messages_from_database: bool,
+    /// Cleared by the listener if the trigger is removed while serving.
+    pub messages_from_database: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Clone)]
@@ -156,7 +157,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         origins: OriginPolicy::for_server(&config.allowed_origins, config.dev),
         engine_path: path.clone(),
         dev: config.dev,
-        messages_from_database: opened.messages.is_some(),
+        messages_from_database: opened
+            .messages
+            .as_ref()
+            .map(|m| m.announcing.clone())
+            .unwrap_or_default(),
     }));
 
     let engine = &config.engine;

@@ -3,6 +3,7 @@
 //! with the feed of new messages when its notify trigger is installed.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use tokio::sync::mpsc;
 
@@ -25,13 +26,16 @@ pub struct OpenedStore {
 /// The dedicated LISTEN connection's settings; started by the server, which owns the feed.
 pub struct MessageSource {
     settings: tokio_postgres::Config,
+    /// True while the trigger announces every message; the listener clears it when the
+    /// trigger is removed under it, and the REST route emits again.
+    pub announcing: Arc<AtomicBool>,
 }
 
 impl MessageSource {
-    /// Start the listener; it runs until the receiver is dropped.
+    /// Start the listener; it runs until the receiver is dropped or the trigger is removed.
     pub fn start(self) -> (mpsc::Receiver<ChatMessage>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(notify::FEED_CAPACITY);
-        let task = tokio::spawn(notify::listen(self.settings, tx));
+        let task = tokio::spawn(notify::listen(self.settings, tx, self.announcing));
         (rx, task)
     }
 }
@@ -153,6 +157,7 @@ async fn open_postgres(config: &StoreConfig, dev: bool) -> anyhow::Result<Opened
         );
         Some(MessageSource {
             settings: store.connection_settings().clone(),
+            announcing: Arc::new(AtomicBool::new(true)),
         })
     } else {
         tracing::info!(

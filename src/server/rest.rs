@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{MatchedPath, Path, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -17,18 +17,18 @@ use super::access::can_view_chat;
 use super::auth::{self, Refusal};
 use super::origin::RequestOrigin;
 use super::realtime::user_room;
+use super::routes::Route;
 use crate::protocol::{
     ACCESS_COOKIE, ACCESS_TOKEN_LIFETIME, ChatId, CreateChatRequest, CreatedChat, DataEnvelope,
     DevBanRequest, DevCreateChatRequest, DevLoginRequest, DevLoginResponse, ErrorBody,
-    ErrorEnvelope, MAX_CONTENT_CHARS, PostMessageRequest, ResultSuccess, SERVER_MESSAGE,
-    SESSION_COOKIE,
+    ErrorEnvelope, MAX_CHAT_USERS, MAX_CONTENT_CHARS, PostMessageRequest, ResultSuccess,
+    SERVER_MESSAGE, SESSION_COOKIE,
 };
 use crate::store::{StoreError, User};
 
 /// How long a dev-login session lasts: long enough for a soak test.
 pub const DEV_SESSION_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-/// The most participants one dev chat may be created with.
-pub const MAX_DEV_PARTICIPANTS: usize = 50_000;
+pub use crate::protocol::MAX_DEV_PARTICIPANTS;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -90,10 +90,20 @@ pub fn origin_refused() -> Response {
 /// (browsers preflight it), so it cannot post in a visitor's name whatever the cookie's
 /// SameSite allows; production checks neither (`no-origin-check` in ARCHITECTURE.md).
 pub async fn guard(State(state): State<HttpState>, req: Request, next: Next) -> Response {
-    let changes_state = !matches!(
-        *req.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    );
+    // Only a request a route will run is checked: any other method on a known path (QUERY,
+    // PUT on a GET route) gets the router's 405, not a 415 about its body.
+    let served = req
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|matched| {
+            Route::served(state.app.dev)
+                .any(|route| route.path() == matched.as_str() && route.method() == req.method())
+        });
+    let changes_state = served
+        && matches!(
+            *req.method(),
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        );
     if !changes_state {
         return next.run(req).await;
     }
@@ -194,7 +204,11 @@ pub async fn post_message(
         .insert_message(chat_id, Some(&user), &request.content)
         .await?;
     // With the database announcing every insert, `feed.rs` emits this message like any other.
-    if !state.app.messages_from_database {
+    if !state
+        .app
+        .messages_from_database
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
         let room = chat_id.room();
         // A socket that cannot take it is disconnected, never skipped silently; the message
         // stays in the chat's history for it to refetch.
@@ -245,13 +259,14 @@ pub async fn create_chat(
 ) -> ApiResult<CreatedChat> {
     let user = caller(&state, &headers).await?;
     let request: CreateChatRequest = json_body(&body)?;
-    if request.users.is_empty() {
-        return Err(ApiError::validation(
-            "users must name at least one other user",
-        ));
+    if request.users.is_empty() || request.users.len() > MAX_CHAT_USERS {
+        return Err(ApiError::validation(format!(
+            "users must name 1 to {MAX_CHAT_USERS} other users"
+        )));
     }
     let mut ids = vec![user.user_id];
     for name in &request.users {
+        valid_username(name)?;
         let other = state
             .app
             .store
@@ -352,6 +367,7 @@ pub async fn dev_create_chat(
 /// re-checks production lacks (the `banned-users-connect` defect of ARCHITECTURE.md).
 pub async fn dev_ban(State(state): State<HttpState>, body: Bytes) -> ApiResult<ResultSuccess> {
     let request: DevBanRequest = json_body(&body)?;
+    valid_username(&request.username)?;
     let user = state
         .app
         .store

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::VirtualUser;
 use crate::client::rooms::{self, Resend, RoomAction, RoomOutcome};
 use crate::loadtest::metrics::{ErrorKind, Latency};
-use crate::protocol::CLIENT_JOIN_ROOM;
+use crate::protocol::{CLIENT_JOIN_ROOM, CLIENT_LEAVE_ROOM};
 
 /// How long `join` and `leave` wait for the reference server's acknowledgement.
 pub const ROOM_ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -192,8 +192,23 @@ impl VirtualUser {
             self.settle_sends(std::slice::from_ref(&room)).await;
         }
         let known = self.shared.room_acks.load(Relaxed);
-        if !leaving && known == ACKS_NO {
-            self.send_join(room);
+        if known == ACKS_NO {
+            if leaving {
+                // Nothing would answer; the session left the room table above already.
+                if let Some(live) = &self.session
+                    && live
+                        .handle
+                        .emit(
+                            CLIENT_LEAVE_ROOM,
+                            vec![serde_json::json!({ "chat_id": room })],
+                        )
+                        .is_err()
+                {
+                    self.shared.metrics.error(ErrorKind::Send);
+                }
+            } else {
+                self.send_join(room);
+            }
             return;
         }
         let Some(live) = &self.session else {
@@ -210,7 +225,9 @@ impl VirtualUser {
         // can a late listener have dropped it.
         let once = Resend::once();
         let resend = if known == ACKS_YES { &once } else { &*RESEND };
-        let answer = rooms::land(&live.handle, action, &room, resend, ack_wait).await;
+        // Boxed: the landing's state would otherwise be part of every user's step future
+        // for the whole session, holding and thinking included.
+        let answer = Box::pin(rooms::land(&live.handle, action, &room, resend, ack_wait)).await;
         match answer {
             Ok(landing) if landing.outcome == RoomOutcome::Unconfirmed => {
                 if known == ACKS_UNKNOWN {

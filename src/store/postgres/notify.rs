@@ -10,6 +10,8 @@
 //! the timestamp it was given, while the listener is down, is the one case it can miss.)
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -40,6 +42,8 @@ const CATCH_UP_BATCH: i64 = 5_000;
 const BATCH: usize = 256;
 /// Messages waiting for the server to emit them; the listener waits when it is full.
 pub const FEED_CAPACITY: usize = 4_096;
+/// How often the listener checks that the trigger is still installed.
+pub const TRIGGER_CHECK: Duration = Duration::from_secs(1);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
@@ -122,14 +126,29 @@ impl Seen {
 
 /// Run the listener until `feed` is closed (the server stopped): connect, listen, catch up,
 /// hand on each new message; on any failure wait (backoff with jitter) and start again.
-pub async fn listen(mut config: tokio_postgres::Config, feed: mpsc::Sender<ChatMessage>) {
+/// `announcing` is cleared (and the listener ends) when the trigger is found removed: from then
+/// on nothing announces messages, so the REST route must emit what it stores again.
+pub async fn listen(
+    mut config: tokio_postgres::Config,
+    feed: mpsc::Sender<ChatMessage>,
+    announcing: Arc<AtomicBool>,
+) {
     config.application_name(LISTENER_APPLICATION_NAME);
     let mut seen: Option<Seen> = None;
     let mut backoff = BACKOFF_START;
     loop {
         let connected_at = tokio::time::Instant::now();
         match session(&config, &feed, &mut seen).await {
-            Ok(()) => return,
+            Ok(Ended::FeedClosed) => return,
+            Ok(Ended::TriggerRemoved) => {
+                announcing.store(false, Ordering::Release);
+                tracing::error!(
+                    "the notify trigger was removed from messages while serving: serve emits the \
+                     messages it stores itself again, and no others; `scmarket-ws db \
+                     install-notify` and a restart bring every message back"
+                );
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "the NOTIFY listener lost its database connection; reconnecting");
             }
@@ -147,12 +166,20 @@ pub async fn listen(mut config: tokio_postgres::Config, feed: mpsc::Sender<ChatM
     }
 }
 
-/// One connection's life. `Ok` only when the server has stopped taking messages.
+/// Why a listener's session ended other than by a broken connection.
+enum Ended {
+    /// The server stopped taking messages.
+    FeedClosed,
+    /// The trigger is gone: no notification will come.
+    TriggerRemoved,
+}
+
+/// One connection's life.
 async fn session(
     config: &tokio_postgres::Config,
     feed: &mpsc::Sender<ChatMessage>,
     seen: &mut Option<Seen>,
-) -> Result<(), String> {
+) -> Result<Ended, String> {
     let (client, mut connection) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
     // The connection's messages: notifications go to `notes`; the end of the stream (or an
     // error) drops `notes_tx`, which ends this session.
@@ -203,6 +230,9 @@ async fn session(
     let Some(seen) = seen.as_mut() else {
         return Err("no listener state".into());
     };
+    if !installed(&client).await.map_err(|e| e.to_string())? {
+        return Ok(Ended::TriggerRemoved);
+    }
     if reconnect {
         let handed = catch_up(&client, feed, seen).await?;
         tracing::info!(
@@ -220,9 +250,19 @@ async fn session(
         .await
         .map_err(|e| describe(&e))?;
     let mut batch = Vec::with_capacity(BATCH);
+    let mut check = tokio::time::interval(TRIGGER_CHECK);
     loop {
         batch.clear();
-        let Some(first) = notes.recv().await else {
+        let first = tokio::select! {
+            note = notes.recv() => note,
+            _ = check.tick() => {
+                if !installed(&client).await.map_err(|e| e.to_string())? {
+                    return Ok(Ended::TriggerRemoved);
+                }
+                continue;
+            }
+        };
+        let Some(first) = first else {
             return Err("the connection closed".into());
         };
         batch.push(first);
@@ -243,7 +283,7 @@ async fn session(
         for row in &rows {
             let (message, stamp) = message_at(row).map_err(|e| e.to_string())?;
             if seen.first_time(message.message_id, stamp) && feed.send(message).await.is_err() {
-                return Ok(());
+                return Ok(Ended::FeedClosed);
             }
         }
         seen.forget_old();
