@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Three servers side by side, alternating, driven by the same load tests: Node socket.io 4.8
 # (benches/node/fanout-server.js), a bare socketioxide + axum server (benches/bare_socketioxide.rs)
-# and `serve --dev` (sqlite::memory:, every limit at its default except the per-IP handshake rate,
-# which a load test from one address must lift). Each measurement starts its server afresh.
+# and `serve --dev` (sqlite::memory:, every limit at its default except the per-IP handshake rate
+# and connection cap, which a load test from one address must lift). Each measurement starts its
+# server afresh.
 #
 #   cargo build --release && (cd tests/node && npm ci)
 #   benches/three-way.sh [ROUNDS] [HELD]          # defaults: 3 rounds, 15000 held sessions
@@ -15,8 +16,8 @@
 #   utime+stime over the whole run (/proc/PID/stat: sessions opening, joins, posts, fan-out) /
 #   deliveries received; delivery p99 and completeness from the load-test report.
 # Then the table: per server, the range over rounds (min-max). SERVE_BIN, SERVE_FLAGS (extra
-# serve flags), OUT, PORT and BARE_BIN (skips building it) can be set; SERVERS="serve bare" runs a subset of the servers,
-# MEASURES=hold (or burst) one of the two measurements.
+# serve flags), OUT, PORT and BARE_BIN (skips building it) can be set; SERVERS="serve bare"
+# runs a subset of the servers, MEASURES=hold (or burst) one of the two measurements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
