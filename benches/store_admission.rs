@@ -47,7 +47,12 @@ fn start(exe: &std::path::Path, database: &str, extra: &[&str]) -> (Child, Strin
             "127.0.0.1:0",
         ])
         .args(["--handshake-rate", "0", "--event-rate", "0"])
-        .args(["--max-connections-per-user", "0", "--max-connections-per-ip", "0"])
+        .args([
+            "--max-connections-per-user",
+            "0",
+            "--max-connections-per-ip",
+            "0",
+        ])
         .args(extra)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
