@@ -174,6 +174,18 @@ fn resp3(url: &str) -> String {
     }
 }
 
+/// Run `$body` with `$io` bound to whichever typed server `$self` holds: the three adapters'
+/// `SocketIo`s have the same methods but different types, so every operation is written once.
+macro_rules! with_io {
+    ($self:expr, $io:ident => $body:expr) => {
+        match $self {
+            Io::Local($io) => $body,
+            Io::Redis($io) => $body,
+            Io::Postgres($io) => $body,
+        }
+    };
+}
+
 impl Io {
     /// Emit `event` to every socket in `room`, on every node; a socket of this node that
     /// cannot take it is disconnected (`delivery.rs`). Answers the deliveries dropped here.
@@ -184,11 +196,7 @@ impl Io {
         event: &str,
         data: &T,
     ) -> usize {
-        match self {
-            Io::Local(io) => delivery::to_room(io, app, room, event, data).await,
-            Io::Redis(io) => delivery::to_room(io, app, room, event, data).await,
-            Io::Postgres(io) => delivery::to_room(io, app, room, event, data).await,
-        }
+        with_io!(self, io => delivery::to_room(io, app, room, event, data).await)
     }
 
     /// As [`Io::to_room`], to this node's sockets only: for messages every node learns of by
@@ -200,48 +208,27 @@ impl Io {
         event: &str,
         data: &T,
     ) -> usize {
-        match self {
-            Io::Local(io) => delivery::to_room_on_this_node(io, app, room, event, data).await,
-            Io::Redis(io) => delivery::to_room_on_this_node(io, app, room, event, data).await,
-            Io::Postgres(io) => delivery::to_room_on_this_node(io, app, room, event, data).await,
-        }
+        with_io!(self, io => delivery::to_room_on_this_node(io, app, room, event, data).await)
     }
 
     /// Close every socket in `room`, on every node.
     pub async fn disconnect_room(&self, room: String) -> Result<(), String> {
-        match self {
-            Io::Local(io) => io.to(room).disconnect().await,
-            Io::Redis(io) => io.to(room).disconnect().await,
-            Io::Postgres(io) => io.to(room).disconnect().await,
-        }
-        .map_err(|e| e.to_string())
+        with_io!(self, io => io.to(room).disconnect().await).map_err(|e| e.to_string())
     }
 
     /// Whether `sid` is a namespace socket of this node.
     pub fn has_local_socket(&self, sid: Sid) -> bool {
-        match self {
-            Io::Local(io) => io.get_socket(sid).is_some(),
-            Io::Redis(io) => io.get_socket(sid).is_some(),
-            Io::Postgres(io) => io.get_socket(sid).is_some(),
-        }
+        with_io!(self, io => io.get_socket(sid).is_some())
     }
 
     /// Sockets connected to this node's default namespace.
     pub fn local_socket_count(&self) -> usize {
-        match self {
-            Io::Local(io) => io.sockets().len(),
-            Io::Redis(io) => io.sockets().len(),
-            Io::Postgres(io) => io.sockets().len(),
-        }
+        with_io!(self, io => io.sockets().len())
     }
 
     /// Close every socket of this node.
     pub async fn close(&self) {
-        match self {
-            Io::Local(io) => io.close().await,
-            Io::Redis(io) => io.close().await,
-            Io::Postgres(io) => io.close().await,
-        }
+        with_io!(self, io => io.close().await)
     }
 }
 
