@@ -7,7 +7,9 @@
 //! The driver is deliberately raw (tokio-tungstenite, two frames per session) so the figure is
 //! the server's, not a client library's.
 
-use std::io::{BufRead, BufReader};
+#[path = "common/mod.rs"]
+mod common;
+
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,14 +88,7 @@ fn main() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start serve");
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("serve logs its address").unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let base = common::serve_address(&mut server);
     drive(base, server.id(), sessions, concurrency, users);
     let _ = server.kill();
     let _ = server.wait();

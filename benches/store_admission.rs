@@ -8,7 +8,9 @@
 //!
 //! Env `SCMARKET_WS_BENCH_POSTGRES`: another server's maintenance URL.
 
-use std::io::{BufRead, BufReader};
+#[path = "common/mod.rs"]
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,15 +60,7 @@ fn start(exe: &std::path::Path, database: &str, extra: &[&str]) -> (Child, Strin
         .stderr(Stdio::piped())
         .spawn()
         .expect("start serve");
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("serve logs its address").unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-        assert!(!line.contains("error"), "{line}");
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let base = common::serve_address(&mut server);
     (server, base)
 }
 
