@@ -11,7 +11,7 @@ use crate::exit::{CommandError, ExitCode};
 
 use crate::loadtest::metrics::series::{MAX_INTERVALS, interval_for, intervals_spanned};
 use crate::loadtest::report::{self, Report};
-use crate::loadtest::runner::{self, GRACE, RunOptions};
+use crate::loadtest::runner::{self, RunOptions};
 use crate::loadtest::scenario::{self, LoadError, Overrides, Scenario};
 use crate::loadtest::shard::Shard;
 use crate::loadtest::workers::{self, WorkerPlan};
@@ -113,7 +113,7 @@ fn worker_plan(
 /// The time series must fit the report: a run planned for longer than [`MAX_INTERVALS`]
 /// intervals (the phases plus the grace period) needs a longer `--interval`.
 fn check_interval(scenario: &Scenario, args: &LoadTestArgs) -> anyhow::Result<()> {
-    let longest = scenario.duration() + GRACE;
+    let longest = scenario.duration() + scenario.grace_period;
     let intervals = intervals_spanned(longest, args.interval);
     if intervals > MAX_INTERVALS {
         return Err(CommandError::usage(format!(
@@ -121,7 +121,7 @@ fn check_interval(scenario: &Scenario, args: &LoadTestArgs) -> anyhow::Result<()
              {intervals} intervals; a report holds at most {MAX_INTERVALS}: use --interval {} or more",
             humantime::format_duration(args.interval),
             humantime::format_duration(longest),
-            humantime::format_duration(GRACE),
+            humantime::format_duration(scenario.grace_period),
             humantime::format_duration(interval_for(longest)),
         ))
         .into());

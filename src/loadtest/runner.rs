@@ -32,10 +32,6 @@ use super::setup::{self, Prepared};
 use super::shard::Shard;
 use super::vu::{Shared, VirtualUser};
 
-/// How long virtual users still running when the last phase ends may take to finish their
-/// scenario before they are stopped.
-pub const GRACE: Duration = Duration::from_secs(30);
-
 /// How often the progress line is redrawn.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -130,8 +126,14 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Re
     let embedded = server.release().await;
     let (counters, hists) = metrics.snapshot();
     let series = metrics.series_values(std::time::Instant::now());
-    let mut generator =
-        measure_generator(elapsed, &hists, embedded.is_some(), stopped, interrupted);
+    let mut generator = measure_generator(
+        elapsed,
+        &hists,
+        embedded.is_some(),
+        stopped,
+        interrupted,
+        scenario.grace_period,
+    );
     if let Some(first) = metrics.first_panic() {
         generator.warnings.push(panic_warning(
             counters.errors_by_kind.get("panic").copied().unwrap_or(0),
@@ -283,6 +285,8 @@ struct Driver {
     /// Pinned once for the whole run: a Ctrl-C during a phase or during the grace period stops
     /// the run. It is never polled again once it has fired.
     ctrl_c: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>,
+    /// The scenario's `grace_period`.
+    grace_period: Duration,
 }
 
 impl Driver {
@@ -295,6 +299,7 @@ impl Driver {
             progress,
             wall,
             ctrl_c: Box::pin(tokio::signal::ctrl_c()),
+            grace_period: scenario.grace_period,
         }
     }
 
@@ -390,11 +395,11 @@ impl Driver {
         }
     }
 
-    /// After the last phase: let users finish their scenarios for up to [`GRACE`] (none after
-    /// a Ctrl-C, and a Ctrl-C cuts it short), then stop the rest. Answers how many were
-    /// stopped.
+    /// After the last phase: let users finish their scenarios for up to the scenario's
+    /// `grace_period` (none after a Ctrl-C, and a Ctrl-C cuts it short), then stop the rest.
+    /// Answers how many were stopped.
     async fn finish(&mut self, interrupted: &mut bool) -> usize {
-        let grace_end = Instant::now() + GRACE;
+        let grace_end = Instant::now() + self.grace_period;
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         while !*interrupted && !self.users.is_empty() {
             tokio::select! {
@@ -455,6 +460,7 @@ fn measure_generator(
     embedded: bool,
     stopped: usize,
     interrupted: bool,
+    grace_period: Duration,
 ) -> Generator {
     let mut generator = Generator::measure(elapsed, hists);
     if embedded {
@@ -468,9 +474,12 @@ fn measure_generator(
         generator.warnings.push(format!(
             "{stopped} virtual user(s) were stopped before finishing their flow ({})",
             if interrupted {
-                "interrupted"
+                "interrupted".to_string()
             } else {
-                "grace period of 30 s after the last phase"
+                format!(
+                    "grace period of {} after the last phase; a longer `grace_period:` lets them finish",
+                    humantime::format_duration(grace_period)
+                )
             }
         ));
     }
@@ -533,10 +542,8 @@ mod tests {
         assert!((down - 0.1005).abs() < 1e-3, "{down}");
     }
 
-    /// A virtual user that panics mid-run, next to one that finishes.
-    #[tokio::test]
-    async fn a_panicking_virtual_user_is_an_error_and_fails_the_run() {
-        let yaml = "name: p\nphases: [{ duration: 1s, vus: 2 }]\nscenarios:\n  - name: a\n    steps: [connect]\n";
+    /// A driver of `yaml`'s scenario whose users are spawned by hand, and its metrics.
+    fn driver_of(yaml: &str) -> (Scenario, Driver, Arc<Metrics>) {
         let scenario = crate::loadtest::scenario::parse(yaml, "p.yaml", &Default::default())
             .expect("valid scenario");
         let metrics = Arc::new(Metrics::new(1, RoomTable::default()));
@@ -554,11 +561,53 @@ mod tests {
             auto_joined: false,
             room_acks: std::sync::atomic::AtomicU8::new(0),
         });
-        let mut driver = Driver::new(
+        let driver = Driver::new(
             &scenario,
             shared,
             Progress::new(false, Duration::ZERO),
             Instant::now(),
+        );
+        (scenario, driver, metrics)
+    }
+
+    /// Users still running after the last phase get the scenario's grace period, then stop.
+    #[tokio::test]
+    async fn users_still_running_are_stopped_after_the_grace_period() {
+        let (_, mut driver, _) = driver_of(
+            "name: g\nphases: [{ duration: 1s, vus: 2 }]\nscenarios: [{ name: a, steps: [connect] }]\ngrace_period: 300ms\n",
+        );
+        driver.spawn_user(1, tokio::time::sleep(Duration::from_millis(50)));
+        driver.spawn_user(2, tokio::time::sleep(Duration::from_secs(60)));
+        let started = Instant::now();
+        let mut interrupted = false;
+        assert_eq!(
+            driver.finish(&mut interrupted).await,
+            1,
+            "the long one is stopped"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(10),
+            "{waited:?}"
+        );
+        let warning = measure_generator(
+            waited,
+            &HistogramSet::default(),
+            false,
+            1,
+            false,
+            Duration::from_millis(300),
+        )
+        .warnings
+        .join("\n");
+        assert!(warning.contains("grace period of 300ms"), "{warning}");
+    }
+
+    /// A virtual user that panics mid-run, next to one that finishes.
+    #[tokio::test]
+    async fn a_panicking_virtual_user_is_an_error_and_fails_the_run() {
+        let (scenario, mut driver, metrics) = driver_of(
+            "name: p\nphases: [{ duration: 1s, vus: 2 }]\nscenarios:\n  - name: a\n    steps: [connect]\n",
         );
         driver.spawn_user(41, async {});
         driver.spawn_user(42, async {

@@ -35,8 +35,8 @@ pub struct TargetNode {
 
 /// What the run needs, ready before the first phase.
 pub struct Prepared {
-    /// The target's nodes (one unless `target` lists several): virtual user N starts on
-    /// `nodes[N mod len]`.
+    /// The target's nodes (one unless `target` lists several): where each virtual user
+    /// starts is `VirtualUser::new`'s rule (a room's members on successive nodes).
     pub nodes: Arc<[TargetNode]>,
     /// `Cookie` header text per virtual user of this shard (`cookies[local % len]`, local
     /// numbers as in `shard.rs`).

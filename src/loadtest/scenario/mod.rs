@@ -44,7 +44,13 @@ pub struct Scenario {
     /// The `scenarios:` list: what a virtual user does, picked by weight.
     pub scenarios: Vec<UserScenario>,
     pub thresholds: Vec<Threshold>,
+    /// `grace_period:` how long users still running when the last phase ends may take to
+    /// finish their flow before they are stopped (k6's `gracefulStop`); 30 s unless given.
+    pub grace_period: Duration,
 }
+
+/// The grace period of a scenario that does not give one.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {

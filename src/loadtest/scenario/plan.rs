@@ -109,6 +109,11 @@ impl Scenario {
             expected.push(format!("at least {peak_vus} from closed phases"));
         }
         let _ = writeln!(out, "sessions  {}", expected.join(", "));
+        let _ = writeln!(
+            out,
+            "grace     {} after the last phase for users still running",
+            humantime::format_duration(self.grace_period)
+        );
         if self.thresholds.is_empty() {
             let _ = writeln!(out, "thresholds none (exit 0 whatever the results)");
         } else {

@@ -104,6 +104,17 @@ fn think_time(think: &Think) -> Duration {
     }
 }
 
+/// The node virtual user `local` (this shard's number) starts on. The members of one room
+/// (local numbers `r`, `r + rooms`, ...) go to successive nodes, so that a room spans the nodes
+/// and its deliveries cross them; room `r`'s first member starts on node `r mod nodes`, so the
+/// nodes fill evenly whatever the room size (starting every room on the first node put two
+/// rooms' worth of 10 members on three of 7 nodes, past their open-file limit at 100,000).
+fn first_node(local: u64, rooms: usize, nodes: usize) -> usize {
+    let rooms = rooms.max(1) as u64;
+    let (member, room) = (local / rooms, local % rooms);
+    ((member + room) % nodes.max(1) as u64) as usize
+}
+
 impl VirtualUser {
     pub fn new(shared: Arc<Shared>, vu: u64, scheduled: Option<Instant>) -> Self {
         let local = shared.shard.local(vu);
@@ -112,10 +123,7 @@ impl VirtualUser {
         } else {
             shared.rooms[(local % shared.rooms.len() as u64) as usize].clone()
         };
-        // The members of one room (local numbers `r`, `r + rooms`, ...) go to successive
-        // nodes, so that a room spans the nodes and its deliveries cross them.
-        let rooms = shared.rooms.len().max(1) as u64;
-        let node = ((local / rooms) % shared.nodes.len() as u64) as usize;
+        let node = first_node(local, shared.rooms.len(), shared.nodes.len());
         let recorder = shared.metrics.recorder();
         VirtualUser {
             shared,
@@ -395,5 +403,37 @@ impl VirtualUser {
             self.shared.metrics.error(ErrorKind::Http);
             self.shared.metrics.message_withdrawn(expected);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_node;
+
+    #[test]
+    fn a_room_spans_successive_nodes_and_the_nodes_fill_evenly() {
+        // c100k's shape per worker: 16,667 users in 1,667 rooms of 10, over 7 nodes.
+        let (users, rooms, nodes) = (16_667u64, 1_667usize, 7usize);
+        let mut per_node = vec![0u64; nodes];
+        for local in 0..users {
+            per_node[first_node(local, rooms, nodes)] += 1;
+        }
+        let even = users / nodes as u64;
+        for (node, held) in per_node.iter().enumerate() {
+            assert!(
+                held.abs_diff(even) <= even / 100,
+                "node {node}: {held} of {per_node:?}"
+            );
+        }
+        // Room 3's members: successive nodes from node 3.
+        let room3: Vec<usize> = (0..10)
+            .map(|m| first_node(m * rooms as u64 + 3, rooms, nodes))
+            .collect();
+        assert_eq!(room3, vec![3, 4, 5, 6, 0, 1, 2, 3, 4, 5]);
+        // No rooms: round robin.
+        assert_eq!(
+            (0..4).map(|l| first_node(l, 0, 3)).collect::<Vec<_>>(),
+            vec![0, 1, 2, 0]
+        );
     }
 }

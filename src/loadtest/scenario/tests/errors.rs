@@ -141,7 +141,7 @@ fn document_level_errors() {
         (
             format!("name: x\nphase: []\n{phases}{flows}"),
             vec![
-                "2:1: unknown field `phase` in the scenario (did you mean `phases`?); valid fields: name, target, path, setup, phases, scenarios, thresholds",
+                "2:1: unknown field `phase` in the scenario (did you mean `phases`?); valid fields: name, target, path, setup, phases, scenarios, thresholds, grace_period",
             ],
         ),
         (

@@ -42,6 +42,7 @@ thresholds:
   - "delivery.p99 < 250ms"
   - "delivery.completeness >= 99.9%"
   - "sessions.failed == 0"
+grace_period: 30s
 "#;
 
 fn ok(src: &str) -> Scenario {
@@ -104,6 +105,7 @@ fn the_readme_example_parses() {
         Step::Loop { repeat: Repeat::Count(10), steps } if steps.len() == 2
     ));
     assert_eq!(s.thresholds.len(), 4);
+    assert_eq!(s.grace_period, Duration::from_secs(30));
     let plan = s.plan();
     assert!(plan.contains("about 1250 new sessions"), "{plan}");
     assert!(
@@ -111,6 +113,29 @@ fn the_readme_example_parses() {
         "{plan}"
     );
     assert!(plan.contains("at least 500 from closed phases"), "{plan}");
+}
+
+#[test]
+fn the_grace_period_is_30s_unless_given() {
+    let base =
+        "name: g\nphases: [{ duration: 1s, vus: 1 }]\nscenarios: [{ name: a, steps: [connect] }]\n";
+    assert_eq!(ok(base).grace_period, DEFAULT_GRACE_PERIOD);
+    let longer = ok(&format!("{base}grace_period: 4m\n"));
+    assert_eq!(longer.grace_period, Duration::from_secs(240));
+    assert!(
+        longer.plan().contains("grace     4m after the last phase"),
+        "{}",
+        longer.plan()
+    );
+    // None at all: users still running when the last phase ends are stopped at once.
+    assert_eq!(
+        ok(&format!("{base}grace_period: 0s\n")).grace_period,
+        Duration::ZERO
+    );
+    assert_eq!(
+        errors(&format!("{base}grace_period: 90\n")),
+        vec!["4:15: `grace_period` needs a unit: write a duration such as 250ms, 10s or 5m"]
+    );
 }
 
 #[test]

@@ -30,6 +30,7 @@ const TOP_FIELDS: &[&str] = &[
     "phases",
     "scenarios",
     "thresholds",
+    "grace_period",
 ];
 
 /// What a step gets for a timeout it leaves out.
@@ -385,6 +386,10 @@ impl Validator {
             None => Some(Vec::new()),
             Some(node) => self.thresholds(node),
         };
+        let grace_period = match f.get("grace_period") {
+            None => Some(super::DEFAULT_GRACE_PERIOD),
+            Some(node) => self.duration(node, "grace_period", true),
+        };
         // `{{room}}` needs rooms to come from somewhere.
         if let (Some(setup), Some(scenarios)) = (&setup, &scenarios)
             && setup.rooms.is_none()
@@ -412,6 +417,7 @@ impl Validator {
             phases: phases?,
             scenarios: scenarios?,
             thresholds: thresholds?,
+            grace_period: grace_period?,
         })
     }
 
