@@ -220,9 +220,10 @@ fn redis_client(url: &str, timeout: Duration) -> Result<SubscriberClient, fred::
 }
 
 /// After every reconnection, subscribe the adapter's channels again (a new connection has
-/// none). fred's own `manage_subscriptions` also re-sends plain SUBSCRIBE and PSUBSCRIBE, with
-/// no channel when there are none, which Redis answers with an error; the adapter's channels
-/// are all sharded ones (SSUBSCRIBE).
+/// none). Not fred's own `manage_subscriptions`: it re-sends plain SUBSCRIBE and PSUBSCRIBE
+/// with no channel when there are none, Redis answers "wrong number of arguments", and fred
+/// gives up the rest (seen: one of the adapter's three sharded channels subscribed again). The
+/// adapter's channels are all sharded ones (SSUBSCRIBE).
 fn resubscribe_on_reconnect(client: SubscriberClient) {
     let mut reconnected = client.reconnect_rx();
     tokio::spawn(async move {
