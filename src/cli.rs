@@ -200,6 +200,11 @@ pub struct ServeArgs {
     /// two deployments on one Redis use different ones.
     #[arg(long, value_name = "PREFIX", default_value = crate::server::DEFAULT_ADAPTER_PREFIX)]
     pub adapter_prefix: String,
+    /// Redis adapter: how long one broadcast may wait for Redis (it is queued while Redis is
+    /// unreachable and sent once the node has reconnected); past it, the broadcast reaches
+    /// this node's sockets only and the others miss it (logged).
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub adapter_timeout: Duration,
 }
 
 fn parse_adapter(text: &str) -> Result<AdapterConfig, String> {
@@ -304,6 +309,7 @@ impl From<ServeArgs> for Config {
                 AdapterConfig::Redis { url, .. } => AdapterConfig::Redis {
                     url,
                     prefix: args.adapter_prefix,
+                    timeout: args.adapter_timeout,
                 },
                 AdapterConfig::Postgres { url, .. } => AdapterConfig::Postgres {
                     url,

@@ -52,22 +52,16 @@ async fn the_c100k_script_at_2000_sessions_over_3_nodes_and_2_workers() {
         serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
             .unwrap();
     assert_eq!(report["sessions"]["connected"], 2000, "{report}");
-    // Every post that the server accepted was expected by, and reached, the 10 members of its
-    // room, wherever they were. On a machine loaded far past its cores a few posts may fail
-    // (counted as http errors and withdrawn from the count); never more than a few.
-    let failed_posts = report["counters"]["errors_by_kind"]["http"]
-        .as_u64()
-        .unwrap();
-    assert!(failed_posts <= 100, "{failed_posts} posts failed: {report}");
+    // Every post was accepted and reached the 10 members of its room, wherever they were. (A
+    // few first posts used to be reset: they went out on kept-alive connections idle since the
+    // setup, just as the node closed them after its 10 s header-read timeout; the generator's
+    // pool now drops idle connections sooner, src/client/http.rs.)
     assert_eq!(
-        report["delivery"]["expected"].as_u64().unwrap(),
-        10 * (2000 - failed_posts),
-        "{report}"
+        report["counters"]["errors_by_kind"]["http"], 0,
+        "posts failed: {report}"
     );
-    assert_eq!(
-        report["delivery"]["received"], report["delivery"]["expected"],
-        "{report}"
-    );
+    assert_eq!(report["delivery"]["expected"], 20_000, "{report}");
+    assert_eq!(report["delivery"]["received"], 20_000, "{report}");
     assert_eq!(report["generator"]["count"], 2, "{report}");
 
     // Each node held part of the sessions, and its memory per session is reported.

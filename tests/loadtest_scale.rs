@@ -35,6 +35,19 @@ fn counts(report: &Value) -> Vec<(&'static str, Value)> {
         ("messages_sent", report["counters"]["messages_sent"].clone()),
         ("delivery.expected", report["delivery"]["expected"].clone()),
         ("delivery.received", report["delivery"]["received"].clone()),
+        // The merged histograms hold every sample of every generator, not one generator's.
+        (
+            "latency_ms.delivery.count",
+            report["latency_ms"]["delivery"]["count"].clone(),
+        ),
+        (
+            "latency_ms.connect.count",
+            report["latency_ms"]["connect"]["count"].clone(),
+        ),
+        (
+            "latency_ms.http.count",
+            report["latency_ms"]["http"]["count"].clone(),
+        ),
     ]
 }
 
@@ -106,6 +119,8 @@ async fn shards_merged_and_workers_equal_one_run() {
     let expected = counts(&whole);
     assert_eq!(expected[0].1, 40, "{whole}");
     assert_eq!(expected[4].1, 400, "{whole}");
+    assert_eq!(expected[6].1, 400, "{whole}");
+    assert_eq!(expected[7].1, 40, "{whole}");
     // Each shard ran half the users, in its own rooms.
     for path in &shards {
         let shard = read_report(path);

@@ -11,7 +11,9 @@ use std::time::Duration;
 use common::raw::RawSocket;
 use common::stores::TestStore;
 use common::*;
-use scmarket_ws::server::{AdapterConfig, Config, LimitsConfig, RunningServer};
+use scmarket_ws::server::{
+    AdapterConfig, Config, DEFAULT_ADAPTER_TIMEOUT, LimitsConfig, RunningServer,
+};
 use scmarket_ws::store::postgres::notify;
 
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -19,9 +21,12 @@ const QUIET: Duration = Duration::from_millis(500);
 const ALICE: &str = "5c000000-0000-4000-8000-000000000001";
 
 /// The adapter the nodes share rooms through.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, PartialEq)]
 enum Via {
+    /// The machine's Redis (127.0.0.1:6379).
     Redis,
+    /// A Redis of the test's own (URL), with this `--adapter-timeout`.
+    RedisAt(String, Duration),
     Postgres,
 }
 
@@ -31,6 +36,8 @@ enum Via {
 struct Cluster {
     nodes: Vec<RunningServer>,
     store: TestStore,
+    /// The adapter's channel prefix.
+    prefix: String,
 }
 
 impl Cluster {
@@ -55,10 +62,16 @@ impl Cluster {
         for _ in 0..count {
             let mut config = store.config();
             config.limits = LimitsConfig::off();
-            config.adapter = match via {
+            config.adapter = match &via {
                 Via::Redis => AdapterConfig::Redis {
                     url: REDIS.into(),
                     prefix: prefix.clone(),
+                    timeout: DEFAULT_ADAPTER_TIMEOUT,
+                },
+                Via::RedisAt(url, timeout) => AdapterConfig::Redis {
+                    url: url.clone(),
+                    prefix: prefix.clone(),
+                    timeout: *timeout,
                 },
                 Via::Postgres => AdapterConfig::Postgres {
                     url: db.url.clone(),
@@ -70,7 +83,11 @@ impl Cluster {
                 .unwrap_or_else(|e| panic!("a node (Redis at {REDIS}?): {e:#}"));
             nodes.push(node);
         }
-        Cluster { nodes, store }
+        Cluster {
+            nodes,
+            store,
+            prefix,
+        }
     }
 
     fn url(&self, i: usize) -> String {
@@ -151,6 +168,143 @@ async fn posts_reach_every_socket_once(cluster: Cluster) {
         assert_eq!(receives_once(&mut alice_on_a, "alice on a").await, text);
         assert_eq!(receives_once(&mut bob_on_b, "bob on b").await, text);
         assert_eq!(receives_once(&mut alice_on_c, "alice on c").await, text);
+    }
+    cluster.shutdown().await;
+}
+
+/// A redis-server of the test's own (from PATH) on a free loopback port, to kill and start
+/// again on the same port.
+struct OwnRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    process: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = OwnRedis {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            process: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis-cli` against this server: its output, `None` when it does not answer.
+    fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli on PATH");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && !text.contains("Could not connect")).then_some(text)
+    }
+
+    /// Start it (again), without persistence, and wait until it answers.
+    fn restart(&mut self) {
+        let process = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        self.process = Some(process);
+        for _ in 0..100 {
+            if self.cli(&["PING"]).is_some_and(|pong| pong.contains("PONG")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server on port {} did not answer", self.port);
+    }
+
+    /// SIGKILL, as a crash.
+    fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// How many connections subscribe the sharded channel `channel`.
+    fn shard_subscribers(&self, channel: &str) -> u64 {
+        self.cli(&["PUBSUB", "SHARDNUMSUB", channel])
+            .and_then(|out| out.lines().nth(1).and_then(|n| n.trim().parse().ok()))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Redis restarts under two nodes. While it is down, a post reaches the sockets of the node it
+/// was posted on once its publish fails (at most `--adapter-timeout` later), and not the other
+/// node's: Redis pub/sub keeps nothing for later. Once Redis is back, every node reconnects, subscribes its channels
+/// again, and posts reach every socket of the room once, as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_nodes_outlive_a_redis_restart() {
+    let mut redis = OwnRedis::start();
+    let timeout = Duration::from_secs(2);
+    let cluster = Cluster::start_on(2, Via::RedisAt(redis.url(), timeout), false).await;
+    let (a, b) = (cluster.url(0), cluster.url(1));
+    let requests = format!("{}-request#/#", cluster.prefix);
+    assert_eq!(redis.shard_subscribers(&requests), 2);
+    let mut alice_on_a = connect(&a, "alice").await;
+    let mut bob_on_b = connect(&b, "bob").await;
+    let bob = session_cookie(&b, "bob").await;
+    let (status, body) = post_message(&b, &bob, DIRECT_CHAT, "before").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(receives_once(&mut alice_on_a, "alice on a").await, "before");
+    assert_eq!(receives_once(&mut bob_on_b, "bob on b").await, "before");
+
+    redis.kill();
+    // The publish fails when the node finds the connection gone, or after `timeout` queued.
+    let (status, body) = post_message(&a, &bob, DIRECT_CHAT, "while down").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        receives_once(&mut alice_on_a, "alice on a").await,
+        "while down"
+    );
+    assert!(
+        bob_on_b.next_event_within(QUIET).await.is_none(),
+        "bob on b received a post made while Redis was down"
+    );
+    let metrics = metrics_text(&a).await;
+    assert!(
+        metrics.contains("scmarket_ws_adapter_errors_total 1\n"),
+        "{metrics}"
+    );
+
+    redis.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while redis.shard_subscribers(&requests) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the nodes did not subscribe again within 30 s of Redis's restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (node, text) in [(&a, "after, through a"), (&b, "after, through b")] {
+        let (status, body) = post_message(node, &bob, DIRECT_CHAT, text).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(receives_once(&mut alice_on_a, "alice on a").await, text);
+        assert_eq!(receives_once(&mut bob_on_b, "bob on b").await, text);
     }
     cluster.shutdown().await;
 }
@@ -318,6 +472,7 @@ async fn a_node_without_its_redis_refuses_to_start() {
     config.adapter = AdapterConfig::Redis {
         url: "redis://127.0.0.1:1".into(),
         prefix: "scmarket-ws-test-unreachable".into(),
+        timeout: DEFAULT_ADAPTER_TIMEOUT,
     };
     let error = match scmarket_ws::server::start(config).await {
         Ok(_) => panic!("started without its Redis"),

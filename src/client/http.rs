@@ -6,6 +6,13 @@ use std::time::Duration;
 
 use super::{ClientError, DisconnectReason};
 
+/// How long a kept-alive connection may sit unused in the pool before it is closed rather than
+/// reused: shorter than the servers' own idle close (Node's http server 5 s, `serve`'s
+/// `--header-read-timeout` 10 s), so that a request never goes out on a connection the server
+/// is closing at that moment. That race reset a few first posts of every load test whose users
+/// posted 10 s after the setup's last request (`tests/cluster_script.rs`).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// One pool for every polling session and REST call of the process: connections are reused
 /// across requests, and the TLS roots are loaded once.
 pub(super) fn shared_client() -> &'static reqwest::Client {
@@ -13,6 +20,7 @@ pub(super) fn shared_client() -> &'static reqwest::Client {
     CLIENT.get_or_init(|| {
         reqwest::Client::builder()
             .tcp_nodelay(true)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new())
     })

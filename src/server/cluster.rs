@@ -11,28 +11,40 @@
 //! [`Io::to_room_on_this_node`] stays on this node: for messages every node learns of by itself
 //! (the database's NOTIFY feed, `feed.rs`), so that each socket gets them once.
 
+use std::time::Duration;
+
+use fred::clients::SubscriberClient;
+use fred::prelude::{Builder, EventInterface, PubsubInterface, ReconnectPolicy};
+use fred::types::RespVersion;
 use serde::Serialize;
 use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Sid;
-use socketioxide::{SocketIo, SocketIoBuilder};
+use socketioxide::{BroadcastError, SocketIo, SocketIoBuilder};
 use socketioxide_postgres::{PostgresAdapterConfig, PostgresAdapterCtr, TokioPostgresAdapter};
-use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use socketioxide_redis::drivers::fred::fred_client as fred;
+use socketioxide_redis::{FredAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use tokio::sync::broadcast::error::RecvError;
 
 use super::config::{AdapterConfig, EngineConfig};
-use super::redis_driver::NodeDriver;
 use super::{AppState, delivery, realtime};
 use crate::exit::CommandError;
 
-/// The Redis adapter on this crate's driver (`redis_driver.rs`).
-type RedisAdapter = CustomRedisAdapter<Emitter, NodeDriver>;
+/// The Redis adapter on socketioxide-redis's driver for the fred client.
+type RedisAdapter = FredAdapter<Emitter>;
 /// The Redis-backed server.
 type RedisIo = SocketIo<RedisAdapter>;
 
 /// Requests from other nodes a node may have queued before it drops one (each a broadcast of
-/// a few hundred bytes): deep enough for a burst of posts on every other node.
+/// a few hundred bytes): deep enough for a burst of posts on every other node. Also the bound
+/// on this node's publishes queued while Redis is unreachable.
 const ADAPTER_BUFFER: usize = 65_536;
+
+/// Depth of fred's broadcast channels, the pub/sub one among them, which hands every message
+/// from the other nodes to the driver's task before the adapter's buffer: fred allocates this
+/// many slots for each of its nine event channels at start (measured: docs/BENCHMARKS.md).
+const PUBSUB_BUFFER: usize = 16_384;
 
 /// The Socket.IO server of this node, whichever adapter it runs on.
 #[derive(Clone)]
@@ -81,21 +93,26 @@ pub async fn build(
             );
             Ok((Layer::Local(layer), Io::Local(io)))
         }
-        AdapterConfig::Redis { url, prefix } => {
+        AdapterConfig::Redis {
+            url,
+            prefix,
+            timeout,
+        } => {
             let unreachable = |e: &dyn std::fmt::Display| {
                 CommandError::usage(format!(
                     "--adapter {url}: cannot use Redis there ({e}); is it running? (Redis 7 or \
-                     later: the adapter speaks RESP3)"
+                     later: the adapter speaks RESP3 and sharded pub/sub)"
                 ))
             };
-            let client = redis::Client::open(resp3(url)).map_err(|e| unreachable(&e))?;
+            let client = redis_client(url, *timeout).map_err(|e| unreachable(&e))?;
             let config = RedisAdapterConfig::new()
                 .with_prefix(prefix.clone())
                 .with_stream_buffer(ADAPTER_BUFFER);
-            let driver = NodeDriver::connect(&client)
+            // Connects (once: a node that cannot reach its Redis refuses to start) and starts
+            // the task that hands each pub/sub message to the adapter.
+            let ctr = RedisAdapterCtr::new_with_fred_config(client.clone(), config)
                 .await
                 .map_err(|e| unreachable(&e))?;
-            let ctr = RedisAdapterCtr::new_with_driver(driver, config);
             let builder = SocketIo::builder().with_adapter::<RedisAdapter>(ctr);
             let (layer, io) = configure(builder, engine, path, app).build_layer();
             io.ns(
@@ -104,6 +121,8 @@ pub async fn build(
             )
             .await
             .map_err(|e| unreachable(&e))?;
+            // Only now are the adapter's channels subscribed, and so tracked for resubscription.
+            resubscribe_on_reconnect(client);
             tracing::info!(%url, %prefix, "rooms shared with the other nodes through Redis");
             Ok((Layer::Redis(layer), Io::Redis(io)))
         }
@@ -162,16 +181,67 @@ fn configure<A: Adapter>(
 /// sit mostly empty in every idle session.
 const WS_READ_BUFFER: usize = 1024;
 
-/// socketioxide-redis needs RESP3 (push messages on the connection); the redis crate reads the
-/// protocol from the URL.
-fn resp3(url: &str) -> String {
-    if url.contains("protocol=") {
-        url.to_owned()
-    } else if url.contains('?') {
-        format!("{url}&protocol=resp3")
-    } else {
-        format!("{url}?protocol=resp3")
-    }
+/// The fred client under the Redis adapter, as socketioxide-redis's fred driver wants it: one
+/// connection (RESP3, so it publishes and receives pub/sub pushes at once) that reconnects
+/// with backoff whenever it breaks, and whose commands wait at most `timeout` for Redis.
+fn redis_client(url: &str, timeout: Duration) -> Result<SubscriberClient, fred::error::Error> {
+    let mut config = fred::prelude::Config::from_url(url)?;
+    // fred reads no `protocol=` from the URL; the driver's pushes need RESP3.
+    config.version = RespVersion::RESP3;
+    let mut builder = Builder::from_config(config);
+    builder
+        // Reconnect forever, 100 ms doubling to 10 s (with fred's jitter), as the NOTIFY
+        // feed's listener does: a node outlives a Redis restart.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 10_000, 2))
+        .with_performance_config(|perf| {
+            // 0 is "no timeout" to fred as to `--adapter-timeout`. A publish that times out
+            // before it is written is never written afterwards; one written but answered late
+            // may have gone out. Either way the failure sends the broadcast to this node's own
+            // sockets, which the adapter skipped (`delivery::to_room`): no socket gets it twice.
+            perf.default_command_timeout = timeout;
+            // Every pub/sub message passes through a broadcast channel of this depth on its
+            // way to the adapter's task; fred's 32 would overflow (messages lost, logged as
+            // "lagged") in a burst from the other nodes.
+            perf.broadcast_channel_capacity = PUBSUB_BUFFER;
+        })
+        .with_connection_config(|connection| {
+            // Publishes queued while Redis is unreachable: a bound, past which a broadcast
+            // fails at once (and reaches this node's sockets only) instead of growing memory.
+            connection.max_command_buffer_len = ADAPTER_BUFFER;
+            // A publish in flight when the connection breaks fails rather than being sent
+            // again on the next one: Redis may have delivered it already, and a socket must
+            // not get a message twice. The failure sends it to this node's sockets only.
+            connection.max_command_attempts = 1;
+            // A connection on which an answer is overdue by the timeout is taken for dead
+            // (a half-open TCP connection otherwise looks healthy for hours) and replaced.
+            connection.unresponsive.max_timeout = (!timeout.is_zero()).then_some(timeout);
+        });
+    builder.build_subscriber_client()
+}
+
+/// After every reconnection, subscribe the adapter's channels again (a new connection has
+/// none). Not fred's own `manage_subscriptions`: it re-sends plain SUBSCRIBE and PSUBSCRIBE
+/// with no channel when there are none, Redis answers "wrong number of arguments", and fred
+/// gives up the rest (seen: one of the adapter's three sharded channels subscribed again). The
+/// adapter's channels are all sharded ones (SSUBSCRIBE).
+fn resubscribe_on_reconnect(client: SubscriberClient) {
+    let mut reconnected = client.reconnect_rx();
+    tokio::spawn(async move {
+        loop {
+            match reconnected.recv().await {
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+            // One channel a command: on a Redis cluster, channels of different slots may not
+            // share one SSUBSCRIBE.
+            for channel in client.tracked_shard_channels() {
+                if let Err(e) = client.ssubscribe(channel.to_string()).await {
+                    tracing::error!(error = %e, %channel, "reconnected to Redis but could not subscribe an adapter channel again; what other nodes send there is not received until the next reconnection");
+                }
+            }
+            tracing::info!("reconnected to Redis; the adapter's channels are subscribed again");
+        }
+    });
 }
 
 /// Run `$body` with `$io` bound to whichever typed server `$self` holds: the three adapters'
@@ -211,9 +281,18 @@ impl Io {
         with_io!(self, io => delivery::to_room_on_this_node(io, app, room, event, data).await)
     }
 
-    /// Close every socket in `room`, on every node.
+    /// Close every socket in `room`, on every node. When the adapter cannot reach the other
+    /// nodes, this node's sockets in `room` are still closed, and the error says the others
+    /// were not.
     pub async fn disconnect_room(&self, room: String) -> Result<(), String> {
-        with_io!(self, io => io.to(room).disconnect().await).map_err(|e| e.to_string())
+        with_io!(self, io => match io.to(room.clone()).disconnect().await {
+            Err(BroadcastError::Adapter(e)) => {
+                // As for a broadcast (`delivery::to_room`): the adapter skipped this node too.
+                let here = io.local().to(room).disconnect().await;
+                Err(format!("not passed to the other nodes ({e}); on this node: {here:?}"))
+            }
+            done => done.map_err(|e| e.to_string()),
+        })
     }
 
     /// Whether `sid` is a namespace socket of this node.
@@ -229,23 +308,5 @@ impl Io {
     /// Close every socket of this node.
     pub async fn close(&self) {
         with_io!(self, io => io.close().await)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resp3_is_asked_for() {
-        assert_eq!(
-            resp3("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379?protocol=resp3"
-        );
-        assert_eq!(resp3("redis://h/0?x=1"), "redis://h/0?x=1&protocol=resp3");
-        assert_eq!(
-            resp3("redis://h?protocol=resp3"),
-            "redis://h?protocol=resp3"
-        );
     }
 }

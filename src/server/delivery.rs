@@ -42,7 +42,18 @@ pub async fn to_room<A: Adapter, T: Serialize + ?Sized>(
     event: &str,
     data: &T,
 ) -> usize {
-    let sent = io.to(room.to_string()).emit(event, data).await;
+    let sent = match io.to(room.to_string()).emit(event, data).await {
+        // The adapter passes the broadcast to the other nodes before it emits to this node's
+        // sockets, and skips them too when that fails (Redis down past `--adapter-timeout`):
+        // this node's sockets still get it; the other nodes' miss it (the message stays in
+        // the chat's history).
+        Err(BroadcastError::Adapter(e)) => {
+            app.metrics.adapter_errors.inc();
+            tracing::error!(error = %e, %room, "a broadcast could not reach the other nodes; only this node's sockets get it");
+            io.local().to(room.to_string()).emit(event, data).await
+        }
+        sent => sent,
+    };
     after_broadcast(io, app, room, sent)
 }
 

@@ -48,6 +48,7 @@ pub struct Metrics {
     pub events_received: Family<EventLabel, Counter>,
     pub disconnects: Family<ReasonLabel, Counter>,
     pub deliveries_dropped: Counter,
+    pub adapter_errors: Counter,
     pub tcp_connections_open: Gauge,
     pub tcp_connections_refused: Family<ReasonLabel, Counter>,
     pub tcp_connections_timed_out: Counter,
@@ -145,6 +146,12 @@ impl Metrics {
             "Broadcast deliveries dropped on a full socket buffer (each such socket is disconnected)",
             deliveries_dropped.clone(),
         );
+        let adapter_errors = Counter::default();
+        registry.register(
+            "adapter_errors",
+            "Broadcasts and disconnects the adapter could not pass to the other nodes (Redis or PostgreSQL unreachable or too slow): applied to this node's sockets only",
+            adapter_errors.clone(),
+        );
         let tcp_connections_open: Gauge = Gauge::default();
         registry.register(
             "tcp_connections_open",
@@ -179,6 +186,7 @@ impl Metrics {
             events_received,
             disconnects,
             deliveries_dropped,
+            adapter_errors,
             tcp_connections_open,
             tcp_connections_refused,
             tcp_connections_timed_out,

@@ -15,7 +15,6 @@ pub mod metrics;
 pub mod open;
 pub mod origin;
 pub mod realtime;
-mod redis_driver;
 pub mod rest;
 pub mod routes;
 
@@ -35,7 +34,7 @@ use crate::store::Store;
 use auth::Secrets;
 pub use cluster::Io;
 pub use config::{
-    AdapterConfig, Config, DEFAULT_ADAPTER_PREFIX, EngineConfig, LimitsConfig, PoolConfig,
+    AdapterConfig, Config, DEFAULT_ADAPTER_PREFIX, DEFAULT_ADAPTER_TIMEOUT, EngineConfig, LimitsConfig, PoolConfig,
     SecretsConfig, StoreConfig,
 };
 use limits::Limits;
