@@ -8,6 +8,11 @@ use scmarket_ws::cli::{Cli, Command};
 use scmarket_ws::commands;
 use scmarket_ws::exit::{self, ExitCode};
 
+/// `--features mimalloc` swaps glibc malloc for mimalloc (docs/BENCHMARKS.md, "Allocator").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ProcessExit {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
