@@ -223,7 +223,10 @@ impl OwnRedis {
             .expect("redis-server on PATH");
         self.process = Some(process);
         for _ in 0..100 {
-            if self.cli(&["PING"]).is_some_and(|pong| pong.contains("PONG")) {
+            if self
+                .cli(&["PING"])
+                .is_some_and(|pong| pong.contains("PONG"))
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

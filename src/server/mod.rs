@@ -34,8 +34,8 @@ use crate::store::Store;
 use auth::Secrets;
 pub use cluster::Io;
 pub use config::{
-    AdapterConfig, Config, DEFAULT_ADAPTER_PREFIX, DEFAULT_ADAPTER_TIMEOUT, EngineConfig, LimitsConfig, PoolConfig,
-    SecretsConfig, StoreConfig,
+    AdapterConfig, Config, DEFAULT_ADAPTER_PREFIX, DEFAULT_ADAPTER_TIMEOUT, EngineConfig,
+    LimitsConfig, PoolConfig, SecretsConfig, StoreConfig,
 };
 use limits::Limits;
 use metrics::Metrics;
