@@ -5,14 +5,15 @@
 //!
 //!     cargo bench --bench store_admission -- [--rounds 4] [--sessions 3000] [--concurrency 256]
 //!         [--join-concurrency 16] [--users 100] [--pg-args "ARGS"]
-//!         [--baseline PATH [--baseline-args "ARGS"]]
+//!         [--baseline PATH [--baseline-args "ARGS"]] [--show-slowest N]
 //!
 //! `--pg-args` are added to the PostgreSQL `serve`'s arguments (e.g. `--pool-warm 0`).
 //! `--baseline PATH` adds a third server: the `scmarket-ws` binary at PATH (e.g. one built from
 //! main) on PostgreSQL, a database of its own, with `--baseline-args`; its rounds alternate
 //! with the others'. Before round 1 the bench prints how many pool connections each
 //! PostgreSQL server holds (`pg_stat_activity`): round 1 follows a fresh start, so a server
-//! that opens its pool lazily pays for it there.
+//! that opens its pool lazily pays for it there. `--show-slowest N` prints each round's N
+//! slowest joins and when each was sent (ms after the round's first join).
 //!
 //! Env `SCMARKET_WS_BENCH_POSTGRES`: another server's maintenance URL.
 
@@ -168,6 +169,7 @@ async fn round(
     sessions: usize,
     concurrency: usize,
     join_concurrency: usize,
+    show_slowest: usize,
 ) -> (f64, f64, f64, f64) {
     let url = format!(
         "{}/ws/?EIO=4&transport=websocket",
@@ -217,11 +219,13 @@ async fn round(
     );
     let gate = Arc::new(Semaphore::new(join_concurrency));
     let mut tasks = Vec::with_capacity(open.len());
+    let joins_started = Instant::now();
     for mut ws in open {
         let permit = gate.clone().acquire_owned().await.unwrap();
         let join = join.clone();
         tasks.push(tokio::spawn(async move {
             let t0 = Instant::now();
+            let at = t0 - joins_started;
             ws.send(Message::text(join)).await.ok()?;
             loop {
                 let frame = ws.next().await?.ok()?;
@@ -234,16 +238,32 @@ async fn round(
             let took = t0.elapsed();
             drop(permit);
             let _ = ws.close(None).await;
-            Some(took)
+            Some((took, at))
         }));
     }
-    let mut joins = Vec::new();
+    let mut timed = Vec::new();
     for t in tasks {
-        if let Ok(Some(took)) = t.await {
-            joins.push(took);
+        if let Ok(Some(join)) = t.await {
+            timed.push(join);
         }
     }
-    joins.sort();
+    timed.sort();
+    if show_slowest > 0 {
+        let slowest: Vec<String> = timed
+            .iter()
+            .rev()
+            .take(show_slowest)
+            .map(|(took, at)| {
+                format!(
+                    "{:.1} ms at +{:.0} ms",
+                    took.as_secs_f64() * 1e3,
+                    at.as_secs_f64() * 1e3
+                )
+            })
+            .collect();
+        println!("  {} slowest joins: {}", target.name, slowest.join(", "));
+    }
+    let joins: Vec<Duration> = timed.into_iter().map(|(took, _)| took).collect();
     (
         rate,
         percentile(&joins, 0.5),
@@ -259,6 +279,7 @@ fn main() {
     let concurrency = flag(&args, "--concurrency", 256);
     let users = flag(&args, "--users", 100);
     let join_concurrency = flag(&args, "--join-concurrency", 16);
+    let show_slowest = flag(&args, "--show-slowest", 0);
     let pg_args = text_flag(&args, "--pg-args").unwrap_or_default();
     let baseline = text_flag(&args, "--baseline").map(std::path::PathBuf::from);
     let baseline_args = text_flag(&args, "--baseline-args").unwrap_or_default();
@@ -325,7 +346,7 @@ fn main() {
         for r in 1..=rounds {
             for target in &targets {
                 let (rate, p50, p99, max) =
-                    round(target, sessions, concurrency, join_concurrency).await;
+                    round(target, sessions, concurrency, join_concurrency, show_slowest).await;
                 println!(
                     "round {r} {:>8}: {rate:>6.0} sessions/s admitted, join p50 {p50:.2} ms, \
                      p99 {p99:.2} ms, max {max:.2} ms",

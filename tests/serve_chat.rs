@@ -658,11 +658,11 @@ on_both_stores! {
     }
 }
 
+// A cookie handshake reads the user's chats with the session (one round trip on PostgreSQL)
+// for the auto-join at CONNECT, but only while fresh: a client that sends CONNECT later than
+// `HANDSHAKE_CHATS_FRESH` after opening the engine is joined to a chat it was added to in
+// between, as if the chats were read at CONNECT.
 on_both_stores! {
-    /// A cookie handshake reads the user's chats with the session (one round trip on
-    /// PostgreSQL) for the auto-join at CONNECT, but only while fresh: a client that sends
-    /// CONNECT later than `HANDSHAKE_CHATS_FRESH` after opening the engine is joined to a chat
-    /// it was added to in between, as if the chats were read at CONNECT.
     async fn a_late_connect_is_joined_to_a_chat_added_since_the_handshake(store) {
         let server = store.start_dev_server().await;
         let base = server.http_url();
