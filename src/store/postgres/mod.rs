@@ -169,11 +169,9 @@ impl PostgresStore {
             .post_create(Hook::async_fn(move |client, _| {
                 let ready = ready.load(Ordering::Relaxed);
                 Box::pin(async move {
-                    if ready {
-                        if let Err(e) = warm_connection(client).await {
-                            // The lookups prepare themselves on first use instead.
-                            tracing::warn!(error = %describe(&e), "could not warm a new pool connection");
-                        }
+                    if ready && let Err(e) = warm_connection(client).await {
+                        // The lookups prepare themselves on first use instead.
+                        tracing::warn!(error = %describe(&e), "could not warm a new pool connection");
                     }
                     Ok(())
                 })
