@@ -4,7 +4,16 @@
 //! PostgreSQL is the one at 127.0.0.1:5432 (a database created for the run and dropped after).
 //!
 //!     cargo bench --bench store_admission -- [--rounds 4] [--sessions 3000] [--concurrency 256]
-//!         [--join-concurrency 16] [--users 100]
+//!         [--join-concurrency 16] [--users 100] [--pg-args "ARGS"]
+//!         [--baseline PATH [--baseline-args "ARGS"]] [--show-slowest N]
+//!
+//! `--pg-args` are added to the PostgreSQL `serve`'s arguments (e.g. `--pool-warm 0`).
+//! `--baseline PATH` adds a third server: the `scmarket-ws` binary at PATH (e.g. one built from
+//! main) on PostgreSQL, a database of its own, with `--baseline-args`; its rounds alternate
+//! with the others'. Before round 1 the bench prints how many pool connections each
+//! PostgreSQL server holds (`pg_stat_activity`): round 1 follows a fresh start, so a server
+//! that opens its pool lazily pays for it there. `--show-slowest N` prints each round's N
+//! slowest joins and when each was sent (ms after the round's first join).
 //!
 //! Env `SCMARKET_WS_BENCH_POSTGRES`: another server's maintenance URL.
 
@@ -26,6 +35,13 @@ fn flag(args: &[String], name: &str, default: usize) -> usize {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+fn text_flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn exe() -> std::path::PathBuf {
@@ -72,11 +88,36 @@ async fn admin(url: &str, sql: &str) {
     client.batch_execute(sql).await.expect(sql);
 }
 
+/// Connections of `serve`'s pool (application_name `scmarket-ws`) open on `database`.
+async fn pool_connections(maintenance: &str, database: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(maintenance, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("{maintenance}: {e}"));
+    tokio::spawn(connection);
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name = 'scmarket-ws'",
+            &[&database],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .get(0)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 struct Target {
     name: &'static str,
     base: String,
     cookies: Vec<String>,
     chat: String,
+    /// The PostgreSQL database it serves, for the pool count.
+    database: Option<String>,
 }
 
 async fn prepare(name: &'static str, base: String, users: usize) -> Target {
@@ -112,6 +153,7 @@ async fn prepare(name: &'static str, base: String, users: usize) -> Target {
         base,
         cookies,
         chat,
+        database: None,
     }
 }
 
@@ -121,13 +163,14 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// Open `sessions` sessions, `concurrency` at a time; then each sends one acknowledged
-/// `clientJoinRoom`, `join_concurrency` in flight. Sessions/s, join p50, p99.
+/// `clientJoinRoom`, `join_concurrency` in flight. Sessions/s, join p50, p99, max.
 async fn round(
     target: &Target,
     sessions: usize,
     concurrency: usize,
     join_concurrency: usize,
-) -> (f64, f64, f64) {
+    show_slowest: usize,
+) -> (f64, f64, f64, f64) {
     let url = format!(
         "{}/ws/?EIO=4&transport=websocket",
         target.base.replacen("http", "ws", 1)
@@ -176,11 +219,13 @@ async fn round(
     );
     let gate = Arc::new(Semaphore::new(join_concurrency));
     let mut tasks = Vec::with_capacity(open.len());
+    let joins_started = Instant::now();
     for mut ws in open {
         let permit = gate.clone().acquire_owned().await.unwrap();
         let join = join.clone();
         tasks.push(tokio::spawn(async move {
             let t0 = Instant::now();
+            let at = t0 - joins_started;
             ws.send(Message::text(join)).await.ok()?;
             loop {
                 let frame = ws.next().await?.ok()?;
@@ -193,17 +238,38 @@ async fn round(
             let took = t0.elapsed();
             drop(permit);
             let _ = ws.close(None).await;
-            Some(took)
+            Some((took, at))
         }));
     }
-    let mut joins = Vec::new();
+    let mut timed = Vec::new();
     for t in tasks {
-        if let Ok(Some(took)) = t.await {
-            joins.push(took);
+        if let Ok(Some(join)) = t.await {
+            timed.push(join);
         }
     }
-    joins.sort();
-    (rate, percentile(&joins, 0.5), percentile(&joins, 0.99))
+    timed.sort();
+    if show_slowest > 0 {
+        let slowest: Vec<String> = timed
+            .iter()
+            .rev()
+            .take(show_slowest)
+            .map(|(took, at)| {
+                format!(
+                    "{:.1} ms at +{:.0} ms",
+                    took.as_secs_f64() * 1e3,
+                    at.as_secs_f64() * 1e3
+                )
+            })
+            .collect();
+        println!("  {} slowest joins: {}", target.name, slowest.join(", "));
+    }
+    let joins: Vec<Duration> = timed.into_iter().map(|(took, _)| took).collect();
+    (
+        rate,
+        percentile(&joins, 0.5),
+        percentile(&joins, 0.99),
+        percentile(&joins, 1.0),
+    )
 }
 
 fn main() {
@@ -213,43 +279,92 @@ fn main() {
     let concurrency = flag(&args, "--concurrency", 256);
     let users = flag(&args, "--users", 100);
     let join_concurrency = flag(&args, "--join-concurrency", 16);
+    let show_slowest = flag(&args, "--show-slowest", 0);
+    let pg_args = text_flag(&args, "--pg-args").unwrap_or_default();
+    let baseline = text_flag(&args, "--baseline").map(std::path::PathBuf::from);
+    let baseline_args = text_flag(&args, "--baseline-args").unwrap_or_default();
     let maintenance = std::env::var("SCMARKET_WS_BENCH_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let db = format!("scmarket_ws_bench_{}", std::process::id());
-    let mut pg_url = url::Url::parse(&maintenance).unwrap();
-    pg_url.set_path(&format!("/{db}"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(admin(&maintenance, &format!("CREATE DATABASE {db}")));
+    let database = |suffix: &str| {
+        let db = format!("scmarket_ws_bench_{}_{suffix}", std::process::id());
+        runtime.block_on(admin(&maintenance, &format!("CREATE DATABASE {db}")));
+        let mut url = url::Url::parse(&maintenance).unwrap();
+        url.set_path(&format!("/{db}"));
+        (db, url.to_string())
+    };
 
     let exe = exe();
-    let (mut sqlite, sqlite_base) = start(&exe, "sqlite::memory:", &[]);
-    let (mut postgres, postgres_base) = start(&exe, pg_url.as_str(), &["--init"]);
+    let mut servers = Vec::new();
+    let mut databases = Vec::new();
+    let (sqlite, sqlite_base) = start(&exe, "sqlite::memory:", &[]);
+    servers.push(sqlite);
+    let (db, url) = database("new");
+    let mut extra = vec!["--init"];
+    extra.extend(pg_args.split_whitespace());
+    let (postgres, postgres_base) = start(&exe, &url, &extra);
+    servers.push(postgres);
+    databases.push(db.clone());
+    let mut started = vec![
+        ("sqlite", sqlite_base, None),
+        ("postgres", postgres_base, Some(db)),
+    ];
+    if let Some(baseline) = &baseline {
+        let (db, url) = database("baseline");
+        let mut extra = vec!["--init"];
+        extra.extend(baseline_args.split_whitespace());
+        let (server, base) = start(baseline, &url, &extra);
+        servers.push(server);
+        databases.push(db.clone());
+        started.push(("baseline", base, Some(db)));
+    }
     runtime.block_on(async {
-        let targets = [
-            prepare("sqlite", sqlite_base, users).await,
-            prepare("postgres", postgres_base, users).await,
-        ];
+        let mut targets = Vec::new();
+        for (name, base, database) in started {
+            let mut target = prepare(name, base, users).await;
+            target.database = database;
+            targets.push(target);
+        }
         println!(
             "store_admission: {sessions} sessions per round, {concurrency} at a time, {users} users; \
-             joins {join_concurrency} in flight"
+             joins {join_concurrency} in flight; postgres args {pg_args:?}{}; load average {}",
+            match &baseline {
+                Some(path) => format!(", baseline {} {baseline_args:?}", path.display()),
+                None => String::new(),
+            },
+            load_average()
         );
+        for target in &targets {
+            if let Some(database) = &target.database {
+                println!(
+                    "before round 1 {:>8}: {} pool connections open (round 1 follows a fresh start)",
+                    target.name,
+                    pool_connections(&maintenance, database).await
+                );
+            }
+        }
         for r in 1..=rounds {
             for target in &targets {
-                let (rate, p50, p99) = round(target, sessions, concurrency, join_concurrency).await;
+                let (rate, p50, p99, max) =
+                    round(target, sessions, concurrency, join_concurrency, show_slowest).await;
                 println!(
-                    "round {r} {:>8}: {rate:>6.0} sessions/s admitted, join p50 {p50:.2} ms, p99 {p99:.2} ms",
+                    "round {r} {:>8}: {rate:>6.0} sessions/s admitted, join p50 {p50:.2} ms, \
+                     p99 {p99:.2} ms, max {max:.2} ms",
                     target.name
                 );
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }
+        println!("load average at the end: {}", load_average());
     });
-    for server in [&mut sqlite, &mut postgres] {
+    for server in &mut servers {
         let _ = server.kill();
         let _ = server.wait();
     }
-    runtime.block_on(admin(
-        &maintenance,
-        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-    ));
+    for db in databases {
+        runtime.block_on(admin(
+            &maintenance,
+            &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        ));
+    }
 }

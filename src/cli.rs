@@ -217,6 +217,12 @@ pub struct PoolArgs {
     /// PostgreSQL: most connections open at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub pool_size: u16,
+    /// PostgreSQL, `serve`: connections opened at start, each with the handshake and join
+    /// lookups prepared and run once, so the first sessions after a start do not pay for it;
+    /// connections the pool adds later are warmed the same way (default: all of --pool-size;
+    /// 0: open them on demand, unprepared).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub pool_warm: Option<u16>,
     /// PostgreSQL: how long a lookup waits for a free connection.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub pool_wait_timeout: Duration,
@@ -233,6 +239,7 @@ impl From<&PoolArgs> for PoolConfig {
     fn from(args: &PoolArgs) -> Self {
         PoolConfig {
             size: usize::from(args.pool_size),
+            warm: args.pool_warm.map(usize::from),
             wait_timeout: args.pool_wait_timeout,
             connect_timeout: args.db_connect_timeout,
             query_timeout: args.db_query_timeout,
@@ -852,6 +859,8 @@ mod tests {
             "--init",
             "--pool-size",
             "3",
+            "--pool-warm",
+            "2",
             "--pool-wait-timeout",
             "4s",
             "--db-connect-timeout",
@@ -903,6 +912,7 @@ mod tests {
                 seed: Some("s.yaml".into()),
                 pool: PoolConfig {
                     size: 3,
+                    warm: Some(2),
                     wait_timeout: Duration::from_secs(4),
                     connect_timeout: Duration::from_secs(5),
                     query_timeout: Duration::from_secs(6),

@@ -657,3 +657,45 @@ on_both_stores! {
         server.shutdown().await;
     }
 }
+
+// A cookie handshake reads the user's chats with the session (one round trip on PostgreSQL)
+// for the auto-join at CONNECT, but only while fresh: a client that sends CONNECT later than
+// `HANDSHAKE_CHATS_FRESH` after opening the engine is joined to a chat it was added to in
+// between, as if the chats were read at CONNECT.
+on_both_stores! {
+    async fn a_late_connect_is_joined_to_a_chat_added_since_the_handshake(store) {
+        let server = store.start_dev_server().await;
+        let base = server.http_url();
+        let carol = session_cookie(&base, "carol").await;
+        let erin_cookie = session_cookie(&base, "erin").await;
+        let mut erin = RawSocket::open_engine(&base, "/ws", Some(&erin_cookie), &[])
+            .await
+            .expect("erin's engine opens");
+        let created: Value = reqwest::Client::new()
+            .post(format!("{base}/api/chats"))
+            .header("cookie", &carol)
+            .json(&json!({ "users": ["erin"] }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let chat_id = created["data"]["chat_id"].as_str().unwrap().to_string();
+        tokio::time::sleep(
+            scmarket_ws::server::realtime::HANDSHAKE_CHATS_FRESH + Duration::from_millis(300),
+        )
+        .await;
+        erin.send_text("40").await;
+        let connect = erin.next_packet().await.expect("CONNECT answer");
+        assert!(connect.starts_with("40"), "{connect}");
+        assert_eq!(
+            post_message(&base, &carol, &chat_id, "since your handshake").await.0,
+            200
+        );
+        let (event, message) = erin.next_event().await;
+        assert_eq!(event, "serverMessage");
+        assert_eq!(message["content"], "since your handshake");
+        server.shutdown().await;
+    }
+}

@@ -404,3 +404,73 @@ async fn removing_the_trigger_while_serving_hands_emission_back_to_the_rest_rout
     assert_eq!(contents, ["before", "after"]);
     server.shutdown().await;
 }
+
+/// The state and last statement of each connection `application_name` holds on `db`.
+async fn backends(db: &TestDatabase, application_name: &str) -> Vec<(String, String)> {
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("the test database answers");
+    tokio::spawn(connection);
+    client
+        .query(
+            "SELECT state, query FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name = $2",
+            &[&db.name, &application_name],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// `serve` opens its whole pool at start and warms every connection (the handshake and join
+/// lookups prepared and run once: each backend's last statement is the last warming lookup),
+/// so the first sessions after a start meet no cold connection; `--pool-warm 0` opens only
+/// the connection that checks the URL. Warmed connections serve handshakes and joins.
+#[tokio::test]
+async fn serve_starts_with_its_pool_open_and_warm() {
+    let store = TestStore::postgres().await;
+    let db = store.database().unwrap();
+    let url = |name: &str| format!("{}?application_name={name}", db.url);
+
+    let server = store
+        .start_dev_server_with(|c| {
+            c.store.database = url("warm-test");
+            c.store.pool.size = 5;
+            c.store.pool.warm = None;
+        })
+        .await;
+    let warm = backends(db, "warm-test").await;
+    assert_eq!(warm.len(), 5, "{warm:?}");
+    for (state, query) in &warm {
+        assert_eq!(state, "idle", "{warm:?}");
+        assert!(
+            query.starts_with("SELECT a.user_id, COALESCE(a.username, ''), a.role, a.banned FROM accounts a WHERE a.user_id = $1"),
+            "a connection that was not warmed: {query}"
+        );
+    }
+    let mut alice = connect(&server.http_url(), "alice").await;
+    let ack = alice
+        .emit_ack("clientJoinRoom", json!({ "chat_id": GROUP_CHAT }))
+        .await;
+    assert_eq!(ack, json!({"ok": true}));
+    assert_eq!(backends(db, "warm-test").await.len(), 5);
+    server.shutdown().await;
+
+    let server = store
+        .start_dev_server_with(|c| {
+            c.store.database = url("cold-test");
+            c.store.pool.size = 5;
+            c.store.pool.warm = Some(0);
+        })
+        .await;
+    let cold = backends(db, "cold-test").await;
+    assert_eq!(cold.len(), 1, "{cold:?}");
+    let mut alice = connect(&server.http_url(), "alice").await;
+    let ack = alice
+        .emit_ack("clientJoinRoom", json!({ "chat_id": GROUP_CHAT }))
+        .await;
+    assert_eq!(ack, json!({"ok": true}));
+    server.shutdown().await;
+}

@@ -61,6 +61,7 @@ async fn connect(args: &DbArgs) -> anyhow::Result<PostgresStore> {
     }
     let pool = PoolConfig {
         size: 1,
+        warm: Some(0),
         connect_timeout: args.db_connect_timeout,
         wait_timeout: args.db_connect_timeout,
         query_timeout: args.db_connect_timeout,

@@ -10,7 +10,11 @@ pub async fn run(args: SessionArgs) -> anyhow::Result<()> {
     let secrets = args.store.secrets().resolve(args.store.dev)?;
     let store_config = StoreConfig {
         database: args.store.database.clone(),
-        pool: PoolConfig::from(&args.store.pool),
+        pool: PoolConfig {
+            // One lookup and out: the connection that checks the URL is enough.
+            warm: Some(0),
+            ..PoolConfig::from(&args.store.pool)
+        },
         ..StoreConfig::default()
     };
     let store = open_store(&store_config, args.store.dev).await?.store;

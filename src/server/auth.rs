@@ -2,7 +2,7 @@
 //! then the signed `scmarket.sid` express-session cookie. Also the signing side, for the dev
 //! login and the `session` command.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use uuid::Uuid;
 
-use crate::protocol::{ACCESS_COOKIE, ACCESS_TOKEN_LEEWAY, SESSION_COOKIE};
+use crate::protocol::{ACCESS_COOKIE, ACCESS_TOKEN_LEEWAY, ChatId, SESSION_COOKIE};
 use crate::store::{Store, StoreError, User};
 
 /// The secret `--dev` falls back to. Logged loudly; never acceptable outside development.
@@ -51,6 +51,16 @@ pub enum AuthMethod {
 pub struct Authenticated {
     pub user: User,
     pub method: AuthMethod,
+    /// The user's chats, read with the session in the same lookup on a handshake by session
+    /// cookie ([`authenticate_handshake`]), for the auto-join at CONNECT.
+    pub chats: Option<HandshakeChats>,
+}
+
+/// The chats a handshake read, and when.
+#[derive(Clone, Debug)]
+pub struct HandshakeChats {
+    pub chats: Vec<ChatId>,
+    pub read_at: Instant,
 }
 
 /// Why a handshake or a REST call was not authenticated. Production tells the client nothing;
@@ -223,6 +233,26 @@ pub async fn authenticate(
     secrets: &Secrets,
     store: &dyn Store,
 ) -> Result<Authenticated, Refusal> {
+    authenticate_for(headers, secrets, store, false).await
+}
+
+/// [`authenticate`] for an engine handshake: a session cookie's lookup also reads the user's
+/// chats (one round trip for both on PostgreSQL, `Store::session_admission`), which the
+/// auto-join at CONNECT uses instead of asking again.
+pub async fn authenticate_handshake(
+    headers: &HeaderMap,
+    secrets: &Secrets,
+    store: &dyn Store,
+) -> Result<Authenticated, Refusal> {
+    authenticate_for(headers, secrets, store, true).await
+}
+
+async fn authenticate_for(
+    headers: &HeaderMap,
+    secrets: &Secrets,
+    store: &dyn Store,
+    with_chats: bool,
+) -> Result<Authenticated, Refusal> {
     let mut token_refusal = None;
     if let Some(token) = cookie_value(headers, ACCESS_COOKIE) {
         match verify_access_token(token, secrets) {
@@ -231,6 +261,7 @@ pub async fn authenticate(
                     return Ok(Authenticated {
                         user,
                         method: AuthMethod::AccessToken,
+                        chats: None,
                     });
                 }
                 Err(r) => token_refusal = Some(r),
@@ -242,15 +273,29 @@ pub async fn authenticate(
         return Err(token_refusal.unwrap_or(Refusal::NoCredentials));
     };
     let sid = verify_session_cookie(cookie, secrets)?;
-    let user = match store.session_account(&sid).await.map_err(store_refusal)? {
+    let session = if with_chats {
+        let read_at = Instant::now();
+        store.session_admission(&sid).await.map(|found| {
+            found.map(|account| {
+                account.map(|(user, chats)| (user, Some(HandshakeChats { chats, read_at })))
+            })
+        })
+    } else {
+        store
+            .session_account(&sid)
+            .await
+            .map(|found| found.map(|account| account.map(|user| (user, None))))
+    };
+    let (user, chats) = match session.map_err(store_refusal)? {
         None => return Err(Refusal::SessionUnknown),
         Some(Err(_missing_user)) => return Err(Refusal::UserUnknown),
-        Some(Ok(user)) if !user.is_active() => return Err(Refusal::UserDisabled),
-        Some(Ok(user)) => user,
+        Some(Ok((user, _))) if !user.is_active() => return Err(Refusal::UserDisabled),
+        Some(Ok(found)) => found,
     };
     Ok(Authenticated {
         user,
         method: AuthMethod::SessionCookie,
+        chats,
     })
 }
 

@@ -210,7 +210,7 @@ pub async fn engine_gate(State(gate): State<Arc<Gate>>, mut req: Request, next: 
         Metrics::reason(&app.metrics.handshakes_refused, "rate_limited");
         return refuse(StatusCode::TOO_MANY_REQUESTS, upgrade);
     }
-    match auth::authenticate(req.headers(), &app.secrets, app.store.as_ref()).await {
+    match auth::authenticate_handshake(req.headers(), &app.secrets, app.store.as_ref()).await {
         Ok(authenticated) => {
             if !app.limits.user_has_room(authenticated.user.user_id) {
                 tracing::info!(%peer, user = %authenticated.user.username, "per-user socket cap reached");

@@ -150,6 +150,21 @@ async fn open_postgres(config: &StoreConfig, dev: bool) -> anyhow::Result<Opened
             .map_err(|e| CommandError::usage(format!("{origin}: {e}")))?;
         tracing::info!(seed = %origin, "loaded fixtures");
     }
+    // Every connection opened and its lookups prepared now, not by the first handshakes and
+    // joins after a start (docs/BENCHMARKS.md, "Admission and joins").
+    let warm = config.pool.warm_count();
+    if warm > 0 {
+        match store.warm(warm).await {
+            Ok(open) => tracing::info!(
+                connections = open,
+                "connection pool warmed: handshake and join lookups prepared on each connection"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "connection pool not fully warmed; lookups open and prepare what is missing on first use"
+            ),
+        }
+    }
     let messages = if report.notify_installed {
         tracing::info!(
             "the notify trigger is installed: every new message is emitted from the database's \

@@ -32,6 +32,12 @@ pub fn user_room(user_id: Uuid) -> String {
     format!("user:{user_id}")
 }
 
+/// How long the chats a cookie handshake read with the session stay good for the auto-join
+/// at CONNECT. A client sends CONNECT right after the engine opens (milliseconds); one that
+/// waits longer (a slow polling client) has its chats read again, so a chat it was added to
+/// or removed from meanwhile is not missed or joined from a stale list.
+pub const HANDSHAKE_CHATS_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdmitError {
     #[error("not authenticated")]
@@ -63,13 +69,19 @@ pub async fn admit<A: Adapter>(
         app.metrics.limited("connections_per_user");
         return Err(AdmitError::TooManyConnections);
     };
-    let chats = match app.store.participant_chats(user.user_id).await {
-        Ok(chats) => chats,
-        Err(e) => {
-            // The socket still works; only the auto-join is missing. Say so loudly.
-            tracing::error!(error = %e, user = %user.username, "cannot list the user's chats for auto-join");
-            Vec::new()
-        }
+    let fresh = authenticated
+        .chats
+        .filter(|read| read.read_at.elapsed() <= HANDSHAKE_CHATS_FRESH);
+    let chats = match fresh {
+        Some(read) => read.chats,
+        None => match app.store.participant_chats(user.user_id).await {
+            Ok(chats) => chats,
+            Err(e) => {
+                // The socket still works; only the auto-join is missing. Say so loudly.
+                tracing::error!(error = %e, user = %user.username, "cannot list the user's chats for auto-join");
+                Vec::new()
+            }
+        },
     };
     socket.join(user_room(user.user_id));
     socket.join(chats.iter().map(ChatId::room).collect::<Vec<_>>());

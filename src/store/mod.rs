@@ -94,6 +94,23 @@ pub trait Store: Send + Sync + 'static {
     /// this runs on every handshake. `Some(Err(user_id))` when the session names a user that
     /// does not exist.
     async fn session_account(&self, sid: &str) -> StoreResult<Option<Result<User, Uuid>>>;
+    /// What admitting a socket by session cookie needs (every cookie handshake): the account
+    /// as [`Store::session_account`] answers it and the chats that account takes part in
+    /// ([`Store::participant_chats`]). A store that talks to another process answers both in
+    /// one round trip.
+    async fn session_admission(
+        &self,
+        sid: &str,
+    ) -> StoreResult<Option<Result<(User, Vec<ChatId>), Uuid>>> {
+        Ok(match self.session_account(sid).await? {
+            Some(Ok(user)) => {
+                let chats = self.participant_chats(user.user_id).await?;
+                Some(Ok((user, chats)))
+            }
+            Some(Err(missing)) => Some(Err(missing)),
+            None => None,
+        })
+    }
 
     /// `None` when no chat has that id.
     async fn chat_access_facts(

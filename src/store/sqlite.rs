@@ -404,6 +404,41 @@ fn create_chat(
     Ok(chat_id)
 }
 
+/// The account an unexpired session logs in (`Store::session_account`).
+fn session_account_in(conn: &Connection, sid: &str) -> StoreResult<Option<Result<User, Uuid>>> {
+    let mut stmt = conn.prepare_cached(SESSION_ACCOUNT_SQL)?;
+    let mut rows = stmt.query(params![sid, now_millis()])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    // A session without passport.user is an anonymous session: not logged in. So is
+    // one whose passport.user is not a UUID string (a number, an object).
+    let session_user = match row.get_ref(0)? {
+        ValueRef::Text(text) => std::str::from_utf8(text)
+            .ok()
+            .and_then(|u| Uuid::try_parse(u).ok()),
+        _ => None,
+    };
+    let Some(session_user) = session_user else {
+        return Ok(None);
+    };
+    if row.get_ref(1)? == ValueRef::Null {
+        return Ok(Some(Err(session_user)));
+    }
+    Ok(Some(Ok(user_at(row, 1)?)))
+}
+
+/// The chats a user takes part in (`Store::participant_chats`).
+fn participant_chats_in(conn: &Connection, user_id: Uuid) -> StoreResult<Vec<ChatId>> {
+    let mut stmt = conn.prepare_cached(PARTICIPANT_CHATS_SQL)?;
+    let mut rows = stmt.query([user_id.to_string()])?;
+    let mut chats = Vec::new();
+    while let Some(row) = rows.next()? {
+        chats.push(ChatId(parse_uuid(&row.get::<_, String>(0)?)?));
+    }
+    Ok(chats)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn user_by_id(&self, user_id: Uuid) -> StoreResult<Option<User>> {
@@ -462,27 +497,23 @@ impl Store for SqliteStore {
     }
 
     async fn session_account(&self, sid: &str) -> StoreResult<Option<Result<User, Uuid>>> {
+        self.read(|conn| session_account_in(conn, sid))
+    }
+
+    async fn session_admission(
+        &self,
+        sid: &str,
+    ) -> StoreResult<Option<Result<(User, Vec<ChatId>), Uuid>>> {
+        // Both lookups on one reader, as one call.
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(SESSION_ACCOUNT_SQL)?;
-            let mut rows = stmt.query(params![sid, now_millis()])?;
-            let Some(row) = rows.next()? else {
-                return Ok(None);
-            };
-            // A session without passport.user is an anonymous session: not logged in. So is
-            // one whose passport.user is not a UUID string (a number, an object).
-            let session_user = match row.get_ref(0)? {
-                ValueRef::Text(text) => std::str::from_utf8(text)
-                    .ok()
-                    .and_then(|u| Uuid::try_parse(u).ok()),
-                _ => None,
-            };
-            let Some(session_user) = session_user else {
-                return Ok(None);
-            };
-            if row.get_ref(1)? == ValueRef::Null {
-                return Ok(Some(Err(session_user)));
-            }
-            Ok(Some(Ok(user_at(row, 1)?)))
+            Ok(match session_account_in(conn, sid)? {
+                Some(Ok(user)) => {
+                    let chats = participant_chats_in(conn, user.user_id)?;
+                    Some(Ok((user, chats)))
+                }
+                Some(Err(missing)) => Some(Err(missing)),
+                None => None,
+            })
         })
     }
 
@@ -530,15 +561,7 @@ impl Store for SqliteStore {
     }
 
     async fn participant_chats(&self, user_id: Uuid) -> StoreResult<Vec<ChatId>> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare_cached(PARTICIPANT_CHATS_SQL)?;
-            let mut rows = stmt.query([user_id.to_string()])?;
-            let mut chats = Vec::new();
-            while let Some(row) = rows.next()? {
-                chats.push(ChatId(parse_uuid(&row.get::<_, String>(0)?)?));
-            }
-            Ok(chats)
-        })
+        self.read(|conn| participant_chats_in(conn, user_id))
     }
 
     async fn chat_summaries(&self, user_id: Uuid) -> StoreResult<Vec<ChatSummary>> {

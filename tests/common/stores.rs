@@ -39,6 +39,10 @@ impl TestStore {
         let mut config = Config::ephemeral_dev();
         if let TestStore::Postgres(db) = self {
             config.store.database = db.url.clone();
+            // Tests run in parallel (and several engineers' suites at once) on one server of
+            // 100 connections: a warm pool of 2 still takes the warming path, and grows on
+            // demand as far as a test needs.
+            config.store.pool.warm = Some(2);
         }
         config
     }

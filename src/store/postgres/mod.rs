@@ -17,10 +17,12 @@ pub mod notify;
 pub mod schema;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
@@ -28,12 +30,15 @@ use uuid::Uuid;
 use super::{ChatAccessFacts, Parties, Store, StoreError, StoreResult, User};
 use crate::protocol::{ChatDetail, ChatId, ChatMessage, ChatSummary, WireTimestamp};
 
-/// The pool and its timeouts (`serve --pool-size`, `--pool-wait-timeout`,
+/// The pool and its timeouts (`serve --pool-size`, `--pool-warm`, `--pool-wait-timeout`,
 /// `--db-connect-timeout`, `--db-query-timeout`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolConfig {
     /// Most connections open at once.
     pub size: usize,
+    /// Connections `serve` opens and warms at start ([`PostgresStore::warm`]); `None`: all
+    /// `size` of them. Commands that make one lookup and exit set `Some(0)`.
+    pub warm: Option<usize>,
     /// How long a call waits for a free connection.
     pub wait_timeout: Duration,
     /// How long opening one connection may take.
@@ -42,10 +47,18 @@ pub struct PoolConfig {
     pub query_timeout: Duration,
 }
 
+impl PoolConfig {
+    /// How many connections to open and warm at start.
+    pub fn warm_count(&self) -> usize {
+        self.warm.unwrap_or(self.size).min(self.size.max(1))
+    }
+}
+
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
             size: 16,
+            warm: None,
             wait_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(5),
             query_timeout: Duration::from_secs(5),
@@ -101,6 +114,35 @@ pub struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
     query_timeout: Duration,
+    /// Set by [`PostgresStore::warm`]: from then on every new connection is warmed.
+    statements_ready: Arc<AtomicBool>,
+}
+
+/// How often warming runs each lookup: PostgreSQL plans a prepared statement afresh for its
+/// first five runs (custom plans) and then keeps a generic plan when that costs no more, as it
+/// does for these primary-key lookups; from the sixth run on, a join is not planned at all.
+const WARM_RUNS: usize = 6;
+
+/// Prepare the lookups every handshake and join makes on `client`, and run each
+/// [`WARM_RUNS`] times on ids that match nothing. A new backend's first query of a table
+/// loads that table's catalog entries and plans the query cold (about 20 ms for the join
+/// lookup on a loaded machine, 0.1 ms warm: docs/BENCHMARKS.md, "Admission and joins");
+/// doing it here moves that cost off the first handshakes and joins.
+async fn warm_connection(
+    client: &deadpool_postgres::ClientWrapper,
+) -> Result<(), tokio_postgres::Error> {
+    let nobody = Uuid::nil();
+    let session = client.prepare_cached(SESSION_ADMISSION_SQL).await?;
+    let chats = client.prepare_cached(PARTICIPANT_CHATS_SQL).await?;
+    let join = client.prepare_cached(JOIN_FACTS_SQL).await?;
+    let user = client.prepare_cached(USER_BY_ID_SQL).await?;
+    for _ in 0..WARM_RUNS {
+        client.query_opt(&session, &[&"", &now_utc()]).await?;
+        client.query(&chats, &[&nobody]).await?;
+        client.query_opt(&join, &[&nobody, &nobody]).await?;
+        client.query_opt(&user, &[&nobody]).await?;
+    }
+    Ok(())
 }
 
 impl PostgresStore {
@@ -116,8 +158,24 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        let statements_ready = Arc::new(AtomicBool::new(false));
+        let ready = statements_ready.clone();
         let built = Pool::builder(manager)
             .max_size(pool.size.max(1))
+            // A connection made later (more load, or a new one after the database came back)
+            // is warmed as those opened at start, before its first lookup, so no handshake or
+            // join pays for preparing and first planning. Not before `warm`: until the schema
+            // is checked (or created by `--init`) the statements may not prepare.
+            .post_create(Hook::async_fn(move |client, _| {
+                let ready = ready.load(Ordering::Relaxed);
+                Box::pin(async move {
+                    if ready && let Err(e) = warm_connection(client).await {
+                        // The lookups prepare themselves on first use instead.
+                        tracing::warn!(error = %describe(&e), "could not warm a new pool connection");
+                    }
+                    Ok(())
+                })
+            }))
             .wait_timeout(Some(pool.wait_timeout))
             .create_timeout(Some(pool.connect_timeout))
             .recycle_timeout(Some(pool.connect_timeout))
@@ -128,6 +186,7 @@ impl PostgresStore {
             pool: built,
             config,
             query_timeout: pool.query_timeout,
+            statements_ready,
         };
         let first = store.pool.get().await.map_err(|e| {
             StoreError::Unavailable(format!(
@@ -138,6 +197,37 @@ impl PostgresStore {
         })?;
         drop(first);
         Ok(store)
+    }
+
+    /// Open up to `connections` pool connections at once and warm each one
+    /// ([`warm_connection`]); from then on every connection the pool adds is warmed before
+    /// it serves. Called by `serve` once the schema is known to be there. Answers how many
+    /// connections the pool holds afterwards; a database that refuses some (its
+    /// `max_connections` reached) is an error, and the pool still works with those it has.
+    pub async fn warm(&self, connections: usize) -> StoreResult<usize> {
+        self.statements_ready.store(true, Ordering::Relaxed);
+        let wanted = connections.min(self.pool.status().max_size);
+        // All checked out together, so the pool must open new ones rather than hand the same
+        // idle connection back `wanted` times.
+        let held = futures_util::future::join_all((0..wanted).map(|_| async {
+            let client = self.client().await?;
+            warm_connection(&client).await?;
+            Ok::<_, StoreError>(client)
+        }))
+        .await;
+        let open = self.pool.status().size;
+        let failed: Vec<String> = held
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
+        match failed.first() {
+            None => Ok(open),
+            Some(first) => Err(StoreError::Unavailable(format!(
+                "{} of {wanted} pool connections could not be opened and warmed ({first}); \
+                 {open} open",
+                failed.len()
+            ))),
+        }
     }
 
     /// The connection settings, for the dedicated LISTEN connection of `notify`.
@@ -211,17 +301,32 @@ const USER_COLUMNS: &str = "a.user_id, COALESCE(a.username, ''), a.role, a.banne
 const USER_BY_ID_SQL: &str = "SELECT a.user_id, COALESCE(a.username, ''), a.role, a.banned FROM accounts a WHERE a.user_id = $1";
 const USER_BY_USERNAME_SQL: &str = "SELECT a.user_id, COALESCE(a.username, ''), a.role, a.banned \
      FROM accounts a WHERE a.username = $1 LIMIT 1";
-/// The session's `passport.user` as text, and the account it names when it is a UUID. The
-/// `sess` JSON may be anything (an anonymous session, a number for a user, not an object):
-/// only a UUID string is looked up, never cast in a way that could fail the query.
-const SESSION_ACCOUNT_SQL: &str = "SELECT p.u, a.user_id, COALESCE(a.username, ''), a.role, a.banned \
-     FROM login_sessions s \
-     CROSS JOIN LATERAL (SELECT CASE WHEN json_typeof(s.sess::json) = 'object' \
-         AND json_typeof(s.sess::json -> 'passport') = 'object' \
-         THEN s.sess::json -> 'passport' ->> 'user' END AS u) p \
-     LEFT JOIN accounts a ON a.user_id = CASE \
-         WHEN p.u ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN p.u::uuid END \
-     WHERE s.sid = $1 AND s.expire > $2";
+/// What follows the select list of the session lookups: the session's `passport.user` as text
+/// (`p.u`), and the account it names when it is a UUID. The `sess` JSON may be anything (an
+/// anonymous session, a number for a user, not an object): only a UUID string is looked up,
+/// never cast in a way that could fail the query.
+macro_rules! session_account_from {
+    () => {
+        " FROM login_sessions s \
+         CROSS JOIN LATERAL (SELECT CASE WHEN json_typeof(s.sess::json) = 'object' \
+             AND json_typeof(s.sess::json -> 'passport') = 'object' \
+             THEN s.sess::json -> 'passport' ->> 'user' END AS u) p \
+         LEFT JOIN accounts a ON a.user_id = CASE \
+             WHEN p.u ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN p.u::uuid END \
+         WHERE s.sid = $1 AND s.expire > $2"
+    };
+}
+/// The session's user as text, then the account's columns.
+const SESSION_ACCOUNT_SQL: &str = concat!(
+    "SELECT p.u, a.user_id, COALESCE(a.username, ''), a.role, a.banned",
+    session_account_from!()
+);
+/// [`SESSION_ACCOUNT_SQL`] and the account's chats: admission in one round trip.
+const SESSION_ADMISSION_SQL: &str = concat!(
+    "SELECT p.u, a.user_id, COALESCE(a.username, ''), a.role, a.banned, \
+     ARRAY(SELECT cp.chat_id FROM chat_participants cp WHERE cp.user_id = a.user_id)",
+    session_account_from!()
+);
 const PARTICIPANT_CHATS_SQL: &str = "SELECT chat_id FROM chat_participants WHERE user_id = $1";
 
 /// The permission names the viewer (`$1`) holds through their roles in contractor `$c`, or
@@ -296,6 +401,24 @@ fn user_at(row: &Row, at: usize) -> StoreResult<User> {
         // Production deletes accounts; a deleted account is a missing row.
         deleted: false,
     })
+}
+
+/// The answer of a session lookup ([`SESSION_ACCOUNT_SQL`] and its kin) from its row.
+fn session_at(row: Option<&Row>) -> StoreResult<Option<Result<User, Uuid>>> {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    // No passport.user, or not a UUID string: an anonymous session, not logged in.
+    let Some(session_user) = row
+        .try_get::<_, Option<String>>(0)?
+        .and_then(|u| Uuid::try_parse(&u).ok())
+    else {
+        return Ok(None);
+    };
+    if row.try_get::<_, Option<Uuid>>(1)?.is_none() {
+        return Ok(Some(Err(session_user)));
+    }
+    Ok(Some(Ok(user_at(row, 1)?)))
 }
 
 fn parties_at(row: &Row, at: usize) -> StoreResult<Option<Parties>> {
@@ -465,20 +588,28 @@ impl Store for PostgresStore {
         self.timed(async {
             let client = self.client().await?;
             let stmt = client.prepare_cached(SESSION_ACCOUNT_SQL).await?;
-            let Some(row) = client.query_opt(&stmt, &[&sid, &now_utc()]).await? else {
-                return Ok(None);
-            };
-            // No passport.user, or not a UUID string: an anonymous session, not logged in.
-            let Some(session_user) = row
-                .try_get::<_, Option<String>>(0)?
-                .and_then(|u| Uuid::try_parse(&u).ok())
-            else {
-                return Ok(None);
-            };
-            if row.try_get::<_, Option<Uuid>>(1)?.is_none() {
-                return Ok(Some(Err(session_user)));
-            }
-            Ok(Some(Ok(user_at(&row, 1)?)))
+            let row = client.query_opt(&stmt, &[&sid, &now_utc()]).await?;
+            session_at(row.as_ref())
+        })
+        .await
+    }
+
+    async fn session_admission(
+        &self,
+        sid: &str,
+    ) -> StoreResult<Option<Result<(User, Vec<ChatId>), Uuid>>> {
+        self.timed(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(SESSION_ADMISSION_SQL).await?;
+            let row = client.query_opt(&stmt, &[&sid, &now_utc()]).await?;
+            Ok(match (session_at(row.as_ref())?, row) {
+                (Some(Ok(user)), Some(row)) => {
+                    let chats: Vec<Uuid> = row.try_get(5)?;
+                    Some(Ok((user, chats.into_iter().map(ChatId).collect())))
+                }
+                (Some(Err(missing)), _) => Some(Err(missing)),
+                _ => None,
+            })
         })
         .await
     }
