@@ -3,9 +3,11 @@
 # counted by valgrind's callgrind: repeatable on a shared, noisy machine where CPU time is not.
 # Each server runs under callgrind in turn and gets the same small burst
 # (benches/callgrind-burst.yaml: 400 sessions in 4 rooms of 100, 800 posts, 80,000 deliveries)
-# from a native `load-test`. Counting starts once the server answers /healthz (start-up and the
-# demo data left out) and ends when the load test has finished, so it covers what
-# benches/three-way.sh's CPU figure covers: dev logins, sessions opening, joins, posts, fan-out.
+# from a native `load-test`. Counting starts at the load test's "setup done" log line (start-up,
+# demo data, dev logins and rooms left out; the setup is counted apart, setup_ir) and ends when
+# the load test has finished, so it covers what benches/three-way.sh's CPU figure covers:
+# sessions opening, joins, posts, fan-out. with_setup_per_delivery is the figure as counted
+# before 2026-11-30 (from /healthz on, dev logins included).
 #
 #   cargo build --release && cargo bench --bench bare_socketioxide --no-run
 #   benches/callgrind-burst.sh                 # SERVERS="bare serve" by default
@@ -56,19 +58,33 @@ run() { # NAME
     sleep 0.2
   done
   [[ -n $up ]] || { echo "$name did not start: $(cat "$log.server")" >&2; exit 1; }
-  # Counts so far (start-up) zeroed; the dump after the load test is NAME.callgrind.1.
+  # Counts so far (start-up) zeroed. The load test's setup (dev logins, rooms) is dumped
+  # apart at its "setup done" log line (NAME-setup.callgrind; a dump zeroes the counts):
+  # every session's first step is a 2 s think, so no session work races that dump. The dump
+  # after the load test (NAME.callgrind) is the run itself.
   callgrind_control -z "$SERVER" > /dev/null
-  "$LOADTEST" load-test benches/callgrind-burst.yaml -q --target "http://127.0.0.1:$PORT" \
-    -o "$log.json" > "$log.out" 2>&1 || echo "$name: load-test exited $? (see $log.out)" >&2
+  RUST_LOG=warn,scmarket_ws::loadtest::runner=info \
+    "$LOADTEST" load-test benches/callgrind-burst.yaml -q --target "http://127.0.0.1:$PORT" \
+    -o "$log.json" > "$log.out" 2>&1 &
+  local lt=$!
+  until grep -q "setup done" "$log.out" 2> /dev/null; do
+    kill -0 "$lt" 2> /dev/null || { echo "$name: load-test ended before setup: $(cat "$log.out")" >&2; exit 1; }
+    sleep 0.02
+  done
+  callgrind_control -d "$SERVER" > /dev/null
+  wait "$lt" || echo "$name: load-test exited $? (see $log.out)" >&2
   callgrind_control -d "$SERVER" > /dev/null
   stop_server
-  mv "$log.callgrind.1" "$log.callgrind"
-  local ir
+  mv "$log.callgrind.1" "$log-setup.callgrind"
+  mv "$log.callgrind.2" "$log.callgrind"
+  local ir setup
   ir=$(sed -nE 's/^(summary|totals): ([0-9]+).*/\2/p' "$log.callgrind" | head -1)
-  jq -r --arg name "$name" --argjson ir "$ir" '
+  setup=$(sed -nE 's/^(summary|totals): ([0-9]+).*/\2/p' "$log-setup.callgrind" | head -1)
+  jq -r --arg name "$name" --argjson ir "$ir" --argjson setup "$setup" '
     "\($name) ir_per_delivery \($ir / .delivery.received | round) ir \($ir)" +
-    " received \(.delivery.received) completeness \(.delivery.completeness)"' "$log.json" |
-    tee -a "$OUT/results.txt"
+    " received \(.delivery.received) completeness \(.delivery.completeness)" +
+    " setup_ir \($setup) with_setup_per_delivery \(($ir + $setup) / .delivery.received | round)"' \
+    "$log.json" | tee -a "$OUT/results.txt"
 }
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"

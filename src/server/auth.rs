@@ -21,14 +21,24 @@ pub const DEV_SECRET: &str = "scmarket-ws-development-secret-do-not-use-in-produ
 /// The secrets that sign cookies. The JWT secret falls back to the session secret, as production.
 #[derive(Clone)]
 pub struct Secrets {
-    session: String,
+    /// HMAC-SHA256 keyed with the session secret, before any input: the keyed state (the
+    /// padded key's two compression rounds) is computed once here, and each signature or
+    /// verification clones it instead of keying a new one per cookie.
+    session_mac: Hmac<Sha256>,
     jwt: String,
 }
 
 impl Secrets {
     pub fn new(session: String, jwt: Option<String>) -> Self {
-        let jwt = jwt.unwrap_or_else(|| session.clone());
-        Secrets { session, jwt }
+        let session_mac = <Hmac<Sha256> as KeyInit>::new_from_slice(session.as_bytes())
+            .expect("HMAC takes any key length");
+        let jwt = jwt.unwrap_or(session);
+        Secrets { session_mac, jwt }
+    }
+
+    /// The session secret's HMAC, ready for the sid.
+    fn session_mac(&self) -> Hmac<Sha256> {
+        self.session_mac.clone()
     }
 }
 
@@ -135,17 +145,16 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim().trim_matches('"'))
 }
 
-fn session_signature(sid: &str, secret: &str) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes any key length");
+fn session_signature(sid: &str, secrets: &Secrets) -> Vec<u8> {
+    let mut mac = secrets.session_mac();
     mac.update(sid.as_bytes());
     mac.finalize().into_bytes().to_vec()
 }
 
 /// `s:<sid>.<signature>` URL-encoded as express-session (cookie-signature) writes it.
 pub fn sign_session_cookie(sid: &str, secrets: &Secrets) -> String {
-    let signature = base64::engine::general_purpose::STANDARD_NO_PAD
-        .encode(session_signature(sid, &secrets.session));
+    let signature =
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(session_signature(sid, secrets));
     let raw = format!("s:{sid}.{signature}");
     percent_encoding::utf8_percent_encode(&raw, COOKIE_VALUE_ESCAPES).to_string()
 }
@@ -177,8 +186,7 @@ pub fn verify_session_cookie(value: &str, secrets: &Secrets) -> Result<String, R
     let given = base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(signature.trim_end_matches('='))
         .map_err(|_| Refusal::SessionBadSignature)?;
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secrets.session.as_bytes())
-        .expect("HMAC takes any key length");
+    let mut mac = secrets.session_mac();
     mac.update(sid.as_bytes());
     // verify_slice compares in constant time.
     mac.verify_slice(&given)
