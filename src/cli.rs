@@ -99,6 +99,7 @@ impl Command {
 }
 
 use crate::duration::parse as parse_duration;
+use crate::store::postgres::default_pool_size;
 
 /// Where the store lives and which secrets sign its cookies: shared by `serve` and `session`.
 #[derive(Debug, Clone, Args)]
@@ -214,9 +215,10 @@ fn parse_adapter(text: &str) -> Result<AdapterConfig, String> {
 /// The PostgreSQL connection pool (ignored for SQLite).
 #[derive(Debug, Clone, Args)]
 pub struct PoolArgs {
-    /// PostgreSQL: most connections open at once.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    pub pool_size: u16,
+    /// PostgreSQL: most connections open at once (default: twice this machine's cores, 4 to
+    /// 32; size it to the database host's cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub pool_size: Option<u16>,
     /// PostgreSQL, `serve`: connections opened at start, each with the handshake and join
     /// lookups prepared and run once, so the first sessions after a start do not pay for it;
     /// connections the pool adds later are warmed the same way (default: all of --pool-size;
@@ -238,7 +240,7 @@ pub struct PoolArgs {
 impl From<&PoolArgs> for PoolConfig {
     fn from(args: &PoolArgs) -> Self {
         PoolConfig {
-            size: usize::from(args.pool_size),
+            size: args.pool_size.map_or_else(default_pool_size, usize::from),
             warm: args.pool_warm.map(usize::from),
             wait_timeout: args.pool_wait_timeout,
             connect_timeout: args.db_connect_timeout,
