@@ -12,10 +12,7 @@ pub struct RoomTable {
     /// Sessions in each room. A lock rather than an atomic: a send and a join or leave of the
     /// same room must be ordered, so that "was this session counted for that message" has one
     /// answer on both sides (see [`RoomTable::join`]).
-    joined: Vec<Mutex<Members>>,
-    /// Posts to each room the server refused (withdrawn from the count), so that a leaving
-    /// session does not wait for their messages.
-    withdrawn: Vec<AtomicU64>,
+    joined: Vec<Mutex<u64>>,
     /// One sequence for sends, joins and leaves of every room, taken under the room's lock.
     clock: AtomicU64,
     /// Tickets of the posts to each room whose HTTP answer has not come back yet: the server
@@ -25,22 +22,6 @@ pub struct RoomTable {
     next_ticket: AtomicU64,
 }
 
-/// A room's members and the posts sent to it so far, changed under one lock.
-#[derive(Debug, Default)]
-struct Members {
-    count: u64,
-    sends: u64,
-}
-
-/// Where a join or leave fell in a room's history: its sequence number, and how many posts had
-/// been sent to the room before it. Between a session's join and leave marks, `sends`
-/// difference is exactly how many messages counted the session as a receiver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RoomMark {
-    pub seq: u64,
-    pub sends: u64,
-}
-
 impl RoomTable {
     pub fn new<I: IntoIterator<Item = String>>(rooms: I) -> RoomTable {
         let mut index = HashMap::new();
@@ -48,20 +29,18 @@ impl RoomTable {
             let next = index.len();
             index.entry(room.to_ascii_lowercase()).or_insert(next);
         }
-        let joined = (0..index.len()).map(|_| Mutex::default()).collect();
-        let withdrawn = (0..index.len()).map(|_| AtomicU64::new(0)).collect();
+        let joined = (0..index.len()).map(|_| Mutex::new(0)).collect();
         let sending = (0..index.len()).map(|_| Mutex::default()).collect();
         RoomTable {
             index,
             joined,
-            withdrawn,
             sending,
             next_ticket: AtomicU64::new(0),
             clock: AtomicU64::new(0),
         }
     }
 
-    pub(super) fn position(&self, room: &str) -> Option<usize> {
+    fn position(&self, room: &str) -> Option<usize> {
         match self.index.get(room) {
             Some(i) => Some(*i),
             // Room names are lowercase UUIDs; only a hand-written id needs the slow path.
@@ -69,7 +48,7 @@ impl RoomTable {
         }
     }
 
-    fn slot(&self, room: &str) -> Option<std::sync::MutexGuard<'_, Members>> {
+    fn slot(&self, room: &str) -> Option<std::sync::MutexGuard<'_, u64>> {
         let slot = self.joined.get(self.position(room)?)?;
         Some(slot.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -111,73 +90,26 @@ impl RoomTable {
     /// outside the table (ids the scenario made up), which is not tracked. A message counts this
     /// session as a receiver exactly when its sequence number (in its nonce) lies between the
     /// session's join and leave numbers.
-    pub fn join(&self, room: &str) -> Option<RoomMark> {
+    pub fn join(&self, room: &str) -> Option<u64> {
         let mut members = self.slot(room)?;
-        members.count += 1;
-        Some(RoomMark {
-            seq: self.clock.fetch_add(1, Relaxed),
-            sends: members.sends,
-        })
+        *members += 1;
+        Some(self.clock.fetch_add(1, Relaxed))
     }
 
-    /// A session left `room` or disconnected while joined: the mark of the leave.
-    pub fn leave(&self, room: &str) -> Option<RoomMark> {
+    /// A session left `room` or disconnected while joined: the sequence number of the leave.
+    pub fn leave(&self, room: &str) -> Option<u64> {
         let mut members = self.slot(room)?;
         // Never wrap below zero if a runner reports a leave twice.
-        members.count = members.count.saturating_sub(1);
-        Some(RoomMark {
-            seq: self.clock.fetch_add(1, Relaxed),
-            sends: members.sends,
-        })
-    }
-
-    /// Posts to `room` withdrawn so far (refused by the server).
-    pub fn withdrawn(&self, room: &str) -> u64 {
-        self.position(room)
-            .and_then(|i| self.withdrawn.get(i))
-            .map_or(0, |w| w.load(Relaxed))
-    }
-
-    pub(super) fn withdraw(&self, position: usize) {
-        if let Some(w) = self.withdrawn.get(position) {
-            w.fetch_add(1, Relaxed);
-        }
+        *members = members.saturating_sub(1);
+        Some(self.clock.fetch_add(1, Relaxed))
     }
 
     /// A message to `room` is being sent: the receivers to expect and its sequence number,
     /// ordered against joins and leaves of the room.
     pub(super) fn send(&self, room: &str) -> (u64, u64) {
         match self.slot(room) {
-            Some(mut members) => {
-                members.sends += 1;
-                (members.count, self.clock.fetch_add(1, Relaxed))
-            }
+            Some(members) => (*members, self.clock.fetch_add(1, Relaxed)),
             None => (0, self.clock.fetch_add(1, Relaxed)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::RoomTable;
-
-    /// A leaving session learns exactly how many messages counted it as a receiver: the posts
-    /// between its join and leave marks, less those the server refused.
-    #[test]
-    fn marks_count_the_posts_of_a_stay() {
-        let table = RoomTable::new(["r".to_owned()]);
-        table.send("r");
-        let joined = table.join("r").expect("a known room");
-        let (receivers, _) = table.send("r");
-        assert_eq!(receivers, 1);
-        table.send("r");
-        let position = table.position("r").expect("a known room");
-        table.withdraw(position);
-        let left = table.leave("r").expect("a known room");
-        table.send("r");
-        assert_eq!(left.sends - joined.sends, 2);
-        assert_eq!(table.withdrawn("r"), 1);
-        assert!(joined.seq < left.seq);
-        assert_eq!(table.join("elsewhere"), None);
     }
 }

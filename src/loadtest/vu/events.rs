@@ -220,18 +220,13 @@ impl VirtualUser {
                 {
                     let room = message.get("chat_id").and_then(Value::as_str).unwrap_or("");
                     let stays = &self.stays;
-                    let mut stay = None;
-                    let counted = self.recorder.delivered_if(content, e.received, |sent| {
-                        stay = stays.iter().position(|s| {
+                    self.recorder.delivered_if(content, e.received, |sent| {
+                        stays.iter().any(|s| {
                             s.room.eq_ignore_ascii_case(room)
                                 && s.since < sent
                                 && s.until.is_none_or(|u| sent < u)
-                        });
-                        stay.is_some()
+                        })
                     });
-                    if counted && let Some(i) = stay {
-                        self.stays[i].received += 1;
-                    }
                     if !self.joining.is_empty() {
                         let room = room.to_string();
                         self.message_from(&room);

@@ -29,9 +29,6 @@ const SEND_SETTLE_LIMIT: Duration = Duration::from_secs(10);
 /// may take seconds, and giving up early would lose messages that are on their way).
 const BARRIER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a closing session keeps reading for messages still owed to it (see
-/// `await_owed_deliveries`); a message that has not come by then is counted as lost.
-const OWED_LIMIT: Duration = Duration::from_secs(5);
 /// Without acks (production), how long a closing session keeps reading instead.
 const LINGER_WITHOUT_ACKS: Duration = Duration::from_millis(100);
 
@@ -50,14 +47,6 @@ pub(super) struct Stay {
     pub(super) room: String,
     pub(super) since: u64,
     pub(super) until: Option<u64>,
-    /// Posts sent to the room before the join, and before the leave: their difference is how
-    /// many messages counted this session as a receiver.
-    sends_since: u64,
-    sends_until: Option<u64>,
-    /// Posts to the room withdrawn before the join (refused by the server: no message).
-    withdrawn_since: u64,
-    /// Deliveries counted for this stay.
-    pub(super) received: u64,
     /// When the stay ended, for pruning old ones.
     ended_at: Option<Instant>,
 }
@@ -89,16 +78,11 @@ impl VirtualUser {
         self.stays
             .retain(|s| s.ended_at.is_none_or(|t| t > horizon));
         // Rooms outside the run's table are not tracked: nothing is expected there.
-        let withdrawn_since = self.shared.metrics.rooms.withdrawn(&room);
-        if let Some(mark) = self.shared.metrics.rooms.join(&room) {
+        if let Some(since) = self.shared.metrics.rooms.join(&room) {
             self.stays.push(Stay {
                 room,
-                since: mark.seq,
+                since,
                 until: None,
-                sends_since: mark.sends,
-                sends_until: None,
-                withdrawn_since,
-                received: 0,
                 ended_at: None,
             });
         }
@@ -116,9 +100,7 @@ impl VirtualUser {
             .iter_mut()
             .filter(|s| s.until.is_none() && s.room.eq_ignore_ascii_case(room))
         {
-            let mark = metrics.rooms.leave(&stay.room);
-            stay.until = mark.map(|m| m.seq);
-            stay.sends_until = mark.map(|m| m.sends);
+            stay.until = metrics.rooms.leave(&stay.room);
             stay.ended_at = Some(Instant::now());
             left = true;
         }
@@ -129,9 +111,7 @@ impl VirtualUser {
         self.joining.clear();
         let mut left = Vec::new();
         for stay in self.stays.iter_mut().filter(|s| s.until.is_none()) {
-            let mark = self.shared.metrics.rooms.leave(&stay.room);
-            stay.until = mark.map(|m| m.seq);
-            stay.sends_until = mark.map(|m| m.sends);
+            stay.until = self.shared.metrics.rooms.leave(&stay.room);
             stay.ended_at = Some(Instant::now());
             left.push(stay.room.clone());
         }
@@ -149,32 +129,6 @@ impl VirtualUser {
                 .all(|r| self.shared.metrics.rooms.sends_settled(r, watermark))
         {
             self.pump_until(Instant::now() + Duration::from_millis(1))
-                .await;
-        }
-    }
-
-    /// Messages that counted this session as a receiver during its ended stays and have not
-    /// arrived yet (posts the server refused excepted).
-    fn deliveries_owed(&self) -> u64 {
-        let rooms = &self.shared.metrics.rooms;
-        self.stays
-            .iter()
-            .filter_map(|s| {
-                let sent = s.sends_until?.saturating_sub(s.sends_since);
-                let refused = rooms.withdrawn(&s.room).saturating_sub(s.withdrawn_since);
-                Some(sent.saturating_sub(refused).saturating_sub(s.received))
-            })
-            .sum()
-    }
-
-    /// Keep reading until every message owed to the ended stays has arrived, for at most
-    /// [`OWED_LIMIT`]. The barrier orders what this socket's node queued before its ack; with
-    /// several nodes, a post answered by another node may still be crossing the adapter, and
-    /// closing now would count its delivery here as lost (7 of 907,006 in a c100k run).
-    pub(super) async fn await_owed_deliveries(&mut self) {
-        let limit = Instant::now() + OWED_LIMIT;
-        while self.session.is_some() && Instant::now() < limit && self.deliveries_owed() > 0 {
-            self.pump_until(Instant::now() + Duration::from_millis(2))
                 .await;
         }
     }

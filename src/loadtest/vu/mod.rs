@@ -357,7 +357,6 @@ impl VirtualUser {
             self.barrier(&rooms[0]).await;
         }
         self.drain_ready();
-        self.await_owed_deliveries().await;
         if let Some(live) = self.session.take() {
             live.handle.disconnect().await;
             self.shared.metrics.session_closed(DisconnectKind::Client);
