@@ -2,6 +2,7 @@
 //! then the signed `scmarket.sid` express-session cookie. Also the signing side, for the dev
 //! login and the `session` command.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -66,11 +67,22 @@ pub struct Authenticated {
     pub chats: Option<HandshakeChats>,
 }
 
-/// The chats a handshake read, and when.
+/// The chats a handshake read, and when, for the auto-join at CONNECT to take once: the
+/// `Authenticated` it rides in stays in the socket's request parts for the socket's life, so
+/// the list is moved out rather than cloned and kept there.
 #[derive(Clone, Debug)]
-pub struct HandshakeChats {
-    pub chats: Vec<ChatId>,
-    pub read_at: Instant,
+pub struct HandshakeChats(Arc<Mutex<Option<(Vec<ChatId>, Instant)>>>);
+
+impl HandshakeChats {
+    fn new(chats: Vec<ChatId>, read_at: Instant) -> Self {
+        HandshakeChats(Arc::new(Mutex::new(Some((chats, read_at)))))
+    }
+
+    /// The chats, if read no longer than `fresh` ago; the slot is empty afterwards either way.
+    pub fn take_fresh(&self, fresh: Duration) -> Option<Vec<ChatId>> {
+        let taken = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        taken.and_then(|(chats, read_at)| (read_at.elapsed() <= fresh).then_some(chats))
+    }
 }
 
 /// Why a handshake or a REST call was not authenticated. Production tells the client nothing;
@@ -285,7 +297,7 @@ async fn authenticate_for(
         let read_at = Instant::now();
         store.session_admission(&sid).await.map(|found| {
             found.map(|account| {
-                account.map(|(user, chats)| (user, Some(HandshakeChats { chats, read_at })))
+                account.map(|(user, chats)| (user, Some(HandshakeChats::new(chats, read_at))))
             })
         })
     } else {
@@ -328,6 +340,22 @@ fn store_refusal(e: StoreError) -> Refusal {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn handshake_chats_are_taken_once_and_only_while_fresh() {
+        let chats = vec![ChatId(Uuid::nil())];
+        let read = HandshakeChats::new(chats.clone(), Instant::now());
+        let kept = read.clone();
+        assert_eq!(read.take_fresh(Duration::from_secs(1)), Some(chats.clone()));
+        assert_eq!(
+            kept.take_fresh(Duration::from_secs(1)),
+            None,
+            "moved out, not copied"
+        );
+        let stale = HandshakeChats::new(chats, Instant::now() - Duration::from_secs(2));
+        assert_eq!(stale.take_fresh(Duration::from_secs(1)), None);
+    }
+
     use super::*;
 
     fn secrets() -> Secrets {

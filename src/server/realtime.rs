@@ -71,9 +71,10 @@ pub async fn admit<A: Adapter>(
     };
     let fresh = authenticated
         .chats
-        .filter(|read| read.read_at.elapsed() <= HANDSHAKE_CHATS_FRESH);
+        .as_ref()
+        .and_then(|read| read.take_fresh(HANDSHAKE_CHATS_FRESH));
     let chats = match fresh {
-        Some(read) => read.chats,
+        Some(chats) => chats,
         None => match app.store.participant_chats(user.user_id).await {
             Ok(chats) => chats,
             Err(e) => {
