@@ -71,7 +71,10 @@ pub struct Authenticated {
 /// `Authenticated` it rides in stays in the socket's request parts for the socket's life, so
 /// the list is moved out rather than cloned and kept there.
 #[derive(Clone, Debug)]
-pub struct HandshakeChats(Arc<Mutex<Option<(Vec<ChatId>, Instant)>>>);
+pub struct HandshakeChats(Arc<Mutex<Option<ChatsRead>>>);
+
+/// A chat list and when it was read.
+type ChatsRead = (Vec<ChatId>, Instant);
 
 impl HandshakeChats {
     fn new(chats: Vec<ChatId>, read_at: Instant) -> Self {
