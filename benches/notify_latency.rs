@@ -10,6 +10,8 @@
 #[path = "common/mod.rs"]
 mod common;
 
+use common::flag;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -21,14 +23,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const DIRECT_CHAT: &str = "5c0000c4-0000-4000-8000-000000000003";
 const ALICE: &str = "5c000000-0000-4000-8000-000000000001";
-
-fn flag(args: &[String], name: &str, default: usize) -> usize {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)

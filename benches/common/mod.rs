@@ -17,3 +17,12 @@ pub fn serve_address(server: &mut Child) -> String {
     std::thread::spawn(move || for _ in lines {});
     base
 }
+
+/// The number after `--name` among the bench's arguments, or `default`.
+pub fn flag(args: &[String], name: &str, default: usize) -> usize {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
