@@ -48,6 +48,11 @@ impl Cluster {
     /// With `feed`, the database announces every new message (the NOTIFY trigger), and each
     /// node emits what it hears to its own sockets.
     async fn start_on(count: usize, via: Via, feed: bool) -> Cluster {
+        Cluster::start_each(&vec![via; count], feed).await
+    }
+
+    /// One node per entry of `vias`, each reaching the adapter its own way.
+    async fn start_each(vias: &[Via], feed: bool) -> Cluster {
         let store = TestStore::postgres().await;
         let db = store.database().expect("a PostgreSQL store");
         if feed {
@@ -59,10 +64,10 @@ impl Cluster {
             fastrand::u32(..)
         );
         let mut nodes = Vec::new();
-        for _ in 0..count {
+        for via in vias {
             let mut config = store.config();
             config.limits = LimitsConfig::off();
-            config.adapter = match &via {
+            config.adapter = match via {
                 Via::Redis => AdapterConfig::Redis {
                     url: REDIS.into(),
                     prefix: prefix.clone(),
@@ -375,6 +380,166 @@ async fn polling_to_another_nodes_sid_is_session_id_unknown() {
         .await
         .unwrap();
     assert_eq!(home.status(), 200);
+    cluster.shutdown().await;
+}
+
+/// A TCP proxy in front of the machine's Redis that holds back, by `delay`, every push frame
+/// (RESP3 `>`: what a subscription hears) that Redis sends: a node behind it hears the other
+/// nodes' broadcasts late (a busy adapter), while replies to its own commands, its publishes
+/// included, come at once.
+struct SlowSubscriptions {
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SlowSubscriptions {
+    async fn start(delay: Duration) -> SlowSubscriptions {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(SlowSubscriptions::relay(client, delay));
+            }
+        });
+        SlowSubscriptions { url, task }
+    }
+
+    async fn relay(client: tokio::net::TcpStream, delay: Duration) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::time::Instant;
+        let Ok(server) = tokio::net::TcpStream::connect("127.0.0.1:6379").await else {
+            return;
+        };
+        let (mut client_rx, mut client_tx) = client.into_split();
+        let (mut server_rx, mut server_tx) = server.into_split();
+        tokio::spawn(async move { tokio::io::copy(&mut client_rx, &mut server_tx).await });
+        // The writer to the node: frames due now go out at once, held ones in order when due.
+        let (frames, mut incoming) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+        tokio::spawn(async move {
+            let mut held = std::collections::VecDeque::<(Instant, Vec<u8>)>::new();
+            loop {
+                let next_due = held.front().map(|(due, _)| *due);
+                let frame = tokio::select! {
+                    item = incoming.recv() => match item {
+                        Some((due, frame)) if due <= Instant::now() => frame,
+                        Some(item) => {
+                            held.push_back(item);
+                            continue;
+                        }
+                        None => return,
+                    },
+                    () = async {
+                        match next_due {
+                            Some(due) => tokio::time::sleep_until(due).await,
+                            None => std::future::pending().await,
+                        }
+                    } => held.pop_front().expect("a held frame").1,
+                };
+                if client_tx.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut pending = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n @ 1..) = server_rx.read(&mut buf).await {
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(len) = resp3_frame_len(&pending) {
+                let frame: Vec<u8> = pending.drain(..len).collect();
+                let due = Instant::now()
+                    + if frame[0] == b'>' {
+                        delay
+                    } else {
+                        Duration::ZERO
+                    };
+                if frames.send((due, frame)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SlowSubscriptions {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The length of the first whole RESP3 frame in `buf`, `None` until all of it has come.
+fn resp3_frame_len(buf: &[u8]) -> Option<usize> {
+    let line_end = buf.windows(2).position(|w| w == b"\r\n")?;
+    let after = line_end + 2;
+    let count = || -> Option<i64> { std::str::from_utf8(&buf[1..line_end]).ok()?.parse().ok() };
+    match buf.first()? {
+        // Blob string, blob error, verbatim string: a length, then that many bytes and CRLF.
+        b'$' | b'!' | b'=' => match count()? {
+            n if n < 0 => Some(after),
+            n => {
+                let end = after + n as usize + 2;
+                (buf.len() >= end).then_some(end)
+            }
+        },
+        // Array, push, set: that many frames; map, attribute: twice that many.
+        kind @ (b'*' | b'>' | b'~' | b'%' | b'|') => {
+            let n = count()?.max(0) as usize;
+            let items = if matches!(kind, b'%' | b'|') {
+                2 * n
+            } else {
+                n
+            };
+            let mut at = after;
+            for _ in 0..items {
+                at += resp3_frame_len(&buf[at..])?;
+            }
+            Some(at)
+        }
+        // Everything else is one line.
+        _ => Some(after),
+    }
+}
+
+/// A session that leaves while a message it was counted for is still crossing the adapter
+/// waits for it before the server hears of the leave: node b hears node a's broadcasts 2 s
+/// late, and its member closes right after its own post, while the other member's message is
+/// still on its way. Every delivery is counted, none lost (before, the leave reached node b
+/// first and took the socket out of the room: 2 of 3 deliveries).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leaving_session_waits_for_messages_still_crossing_the_adapter() {
+    let slow = SlowSubscriptions::start(Duration::from_secs(2)).await;
+    let via = |url: &str| Via::RedisAt(url.to_owned(), DEFAULT_ADAPTER_TIMEOUT);
+    let cluster = Cluster::start_each(&[via(REDIS), via(&slow.url)], false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let fixture = format!(
+        "{}/tests/fixtures/owed-across-nodes.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = common::binary::async_command()
+        .args(["-q", "load-test", &fixture])
+        .args([
+            "--target",
+            &cluster.url(0),
+            "--target",
+            &cluster.url(1),
+            "-o",
+        ])
+        .arg(&report)
+        .stdout(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["sessions"]["connected"], 2, "{report}");
+    // The first post reaches both members; the second only its sender, as the other member
+    // had closed before it was sent.
+    assert_eq!(report["delivery"]["expected"], 3, "{report}");
+    assert_eq!(report["delivery"]["received"], 3, "{report}");
+    // One of them crossed to node b late, and was still counted.
+    let slowest = report["latency_ms"]["delivery"]["max"].as_f64().unwrap();
+    assert!(slowest >= 2000.0, "{report}");
+    assert_eq!(out.status.code(), Some(0), "{report}");
     cluster.shutdown().await;
 }
 

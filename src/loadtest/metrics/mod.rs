@@ -35,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use histograms::{HistogramSet, SIGFIGS, new_histogram};
 pub use kinds::{ErrorKind, FailReason, Latency};
-pub use rooms::RoomTable;
+pub use rooms::{RoomMark, RoomTable};
 pub use series::{Mark, MarkKind, SERIES_LATENCIES, Series, SeriesValues};
 pub use usage::process_usage;
 
@@ -103,6 +103,10 @@ struct Shard {
 pub struct Expected {
     pub count: u64,
     slot: usize,
+    /// The room's place in the room table (if it is one of the run's rooms) and the message's
+    /// sequence number, so that sessions leaving the room stop waiting for it.
+    room: Option<usize>,
+    seq: u64,
 }
 
 /// The shared metrics of one generator run.
@@ -289,6 +293,8 @@ impl Metrics {
             Expected {
                 count: expected,
                 slot,
+                room: self.rooms.position(room),
+                seq,
             },
         )
     }
@@ -302,6 +308,9 @@ impl Metrics {
         };
         withdraw(&self.counters.delivery_expected);
         withdraw(&self.series.slot(expected.slot).delivery_expected);
+        if let Some(room) = expected.room {
+            self.rooms.withdraw(room, expected.seq);
+        }
     }
 
     /// Find this run's nonce in `text` and return the sequence number and send time it encodes.

@@ -177,7 +177,7 @@ impl VirtualUser {
 
     /// Read and absorb one event, or notice that the session ended; `false` when `deadline`
     /// came first (or there is no session).
-    async fn read_one(&mut self, deadline: Instant) -> bool {
+    pub(super) async fn read_one(&mut self, deadline: Instant) -> bool {
         // A join due to be sent again wakes the read early.
         let wake = self.next_resend().filter(|at| *at < deadline);
         let Some(live) = &mut self.session else {
@@ -220,13 +220,18 @@ impl VirtualUser {
                 {
                     let room = message.get("chat_id").and_then(Value::as_str).unwrap_or("");
                     let stays = &self.stays;
-                    self.recorder.delivered_if(content, e.received, |sent| {
-                        stays.iter().any(|s| {
+                    let mut stay = None;
+                    let counted = self.recorder.delivered_if(content, e.received, |sent| {
+                        stay = stays.iter().position(|s| {
                             s.room.eq_ignore_ascii_case(room)
                                 && s.since < sent
                                 && s.until.is_none_or(|u| sent < u)
-                        })
+                        });
+                        stay.is_some()
                     });
+                    if counted && let Some(i) = stay {
+                        self.stays[i].received += 1;
+                    }
                     if !self.joining.is_empty() {
                         let room = room.to_string();
                         self.message_from(&room);
@@ -252,7 +257,7 @@ impl VirtualUser {
         if self.session.take().is_some() {
             tracing::debug!(vu = self.vu, %reason, "session lost");
             self.shared.metrics.session_closed(reason.kind());
-            self.left_all_rooms();
+            self.left_all_rooms(false);
         }
     }
 }

@@ -351,9 +351,10 @@ impl VirtualUser {
         if self.session.is_none() {
             return;
         }
-        let rooms = self.left_all_rooms();
+        let rooms = self.left_all_rooms(true);
         if !rooms.is_empty() {
             self.settle_sends(&rooms).await;
+            self.await_owed_deliveries().await;
             self.barrier(&rooms[0]).await;
         }
         self.drain_ready();
@@ -395,14 +396,16 @@ impl VirtualUser {
             .post_message(self.cookie(), &room, &request)
             .await;
         self.buf = request.content;
-        self.shared.metrics.rooms.send_finished(&room, ticket);
-        self.recorder
-            .record_since(Latency::Http, sent_at.into_std());
-        if let Err(e) = result {
+        // Withdrawn before the post counts as answered: a session waiting for the room's posts
+        // to settle then knows not to wait for this one's message.
+        if let Err(e) = &result {
             tracing::debug!(vu = self.vu, error = %e, %room, "post_message failed");
             self.shared.metrics.error(ErrorKind::Http);
             self.shared.metrics.message_withdrawn(expected);
         }
+        self.shared.metrics.rooms.send_finished(&room, ticket);
+        self.recorder
+            .record_since(Latency::Http, sent_at.into_std());
     }
 }
 
