@@ -383,28 +383,35 @@ async fn polling_to_another_nodes_sid_is_session_id_unknown() {
     cluster.shutdown().await;
 }
 
-/// A TCP proxy in front of the machine's Redis that holds back, by `delay`, every push frame
-/// (RESP3 `>`: what a subscription hears) that Redis sends: a node behind it hears the other
-/// nodes' broadcasts late (a busy adapter), while replies to its own commands, its publishes
-/// included, come at once.
-struct SlowSubscriptions {
+/// A TCP proxy in front of the machine's Redis that holds back, by `delay`, the frames Redis
+/// sends: only push frames (RESP3 `>`, what a subscription hears: the node behind it hears the
+/// other nodes' broadcasts late, while replies to its own commands, its publishes included,
+/// come at once), or every frame (a slow Redis: each publish waits `delay` for its answer).
+struct SlowRedis {
     url: String,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl SlowSubscriptions {
-    async fn start(delay: Duration) -> SlowSubscriptions {
+/// Which frames from Redis [`SlowRedis`] holds back.
+#[derive(Clone, Copy, PartialEq)]
+enum Held {
+    Pushes,
+    Everything,
+}
+
+impl SlowRedis {
+    async fn start(held: Held, delay: Duration) -> SlowRedis {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("redis://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                tokio::spawn(SlowSubscriptions::relay(client, delay));
+                tokio::spawn(SlowRedis::relay(client, held, delay));
             }
         });
-        SlowSubscriptions { url, task }
+        SlowRedis { url, task }
     }
 
-    async fn relay(client: tokio::net::TcpStream, delay: Duration) {
+    async fn relay(client: tokio::net::TcpStream, held: Held, delay: Duration) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         use tokio::time::Instant;
         let Ok(server) = tokio::net::TcpStream::connect("127.0.0.1:6379").await else {
@@ -416,14 +423,14 @@ impl SlowSubscriptions {
         // The writer to the node: frames due now go out at once, held ones in order when due.
         let (frames, mut incoming) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
         tokio::spawn(async move {
-            let mut held = std::collections::VecDeque::<(Instant, Vec<u8>)>::new();
+            let mut waiting = std::collections::VecDeque::<(Instant, Vec<u8>)>::new();
             loop {
-                let next_due = held.front().map(|(due, _)| *due);
+                let next_due = waiting.front().map(|(due, _)| *due);
                 let frame = tokio::select! {
                     item = incoming.recv() => match item {
                         Some((due, frame)) if due <= Instant::now() => frame,
                         Some(item) => {
-                            held.push_back(item);
+                            waiting.push_back(item);
                             continue;
                         }
                         None => return,
@@ -433,7 +440,7 @@ impl SlowSubscriptions {
                             Some(due) => tokio::time::sleep_until(due).await,
                             None => std::future::pending().await,
                         }
-                    } => held.pop_front().expect("a held frame").1,
+                    } => waiting.pop_front().expect("a held frame").1,
                 };
                 if client_tx.write_all(&frame).await.is_err() {
                     return;
@@ -447,7 +454,7 @@ impl SlowSubscriptions {
             while let Some(len) = resp3_frame_len(&pending) {
                 let frame: Vec<u8> = pending.drain(..len).collect();
                 let due = Instant::now()
-                    + if frame[0] == b'>' {
+                    + if held == Held::Everything || frame[0] == b'>' {
                         delay
                     } else {
                         Duration::ZERO
@@ -460,7 +467,7 @@ impl SlowSubscriptions {
     }
 }
 
-impl Drop for SlowSubscriptions {
+impl Drop for SlowRedis {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -506,7 +513,7 @@ fn resp3_frame_len(buf: &[u8]) -> Option<usize> {
 /// first and took the socket out of the room: 2 of 3 deliveries).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leaving_session_waits_for_messages_still_crossing_the_adapter() {
-    let slow = SlowSubscriptions::start(Duration::from_secs(2)).await;
+    let slow = SlowRedis::start(Held::Pushes, Duration::from_secs(2)).await;
     let via = |url: &str| Via::RedisAt(url.to_owned(), DEFAULT_ADAPTER_TIMEOUT);
     let cluster = Cluster::start_each(&[via(REDIS), via(&slow.url)], false).await;
     let dir = tempfile::tempdir().unwrap();
@@ -540,6 +547,39 @@ async fn a_leaving_session_waits_for_messages_still_crossing_the_adapter() {
     let slowest = report["latency_ms"]["delivery"]["max"].as_f64().unwrap();
     assert!(slowest >= 2000.0, "{report}");
     assert_eq!(out.status.code(), Some(0), "{report}");
+    cluster.shutdown().await;
+}
+
+/// A node's own sockets get a post at once, without waiting for Redis: node a's Redis answers
+/// 2 s late, yet its member receives within 1 s, and the member on node b (which hears node
+/// a's publish only when Redis has it) still receives, once (socketioxide-redis emits to the
+/// node's own sockets only after Redis answered the publish; `delivery::to_room` does not wait
+/// for that).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nodes_own_sockets_get_a_post_without_waiting_for_redis() {
+    let slow = SlowRedis::start(Held::Everything, Duration::from_secs(2)).await;
+    let via = |url: &str| Via::RedisAt(url.to_owned(), DEFAULT_ADAPTER_TIMEOUT);
+    let cluster = Cluster::start_each(&[via(&slow.url), via(REDIS)], false).await;
+    let (a, b) = (cluster.url(0), cluster.url(1));
+    let mut alice_on_a = connect(&a, "alice").await;
+    let mut bob_on_b = connect(&b, "bob").await;
+    let alice = session_cookie(&a, "alice").await;
+    let posting = tokio::spawn(async move { post_message(&a, &alice, DIRECT_CHAT, "hi").await });
+    let (event, args) = alice_on_a
+        .next_event_within(Duration::from_secs(1))
+        .await
+        .expect("alice on a received nothing within 1 s of the post");
+    assert_eq!(
+        (event.as_str(), args["content"].as_str()),
+        ("serverMessage", Some("hi"))
+    );
+    let (status, body) = posting.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(receives_once(&mut bob_on_b, "bob on b").await, "hi");
+    assert!(
+        alice_on_a.next_event_within(QUIET).await.is_none(),
+        "alice on a received the post twice"
+    );
     cluster.shutdown().await;
 }
 

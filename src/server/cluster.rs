@@ -196,8 +196,8 @@ fn redis_client(url: &str, timeout: Duration) -> Result<SubscriberClient, fred::
         .with_performance_config(|perf| {
             // 0 is "no timeout" to fred as to `--adapter-timeout`. A publish that times out
             // before it is written is never written afterwards; one written but answered late
-            // may have gone out. Either way the failure sends the broadcast to this node's own
-            // sockets, which the adapter skipped (`delivery::to_room`): no socket gets it twice.
+            // may have gone out. Either way this node's own sockets had the broadcast before
+            // the publish (`delivery::to_room`), and no socket gets it twice.
             perf.default_command_timeout = timeout;
             // Every pub/sub message passes through a broadcast channel of this depth on its
             // way to the adapter's task; fred's 32 would overflow (messages lost, logged as
@@ -210,7 +210,7 @@ fn redis_client(url: &str, timeout: Duration) -> Result<SubscriberClient, fred::
             connection.max_command_buffer_len = ADAPTER_BUFFER;
             // A publish in flight when the connection breaks fails rather than being sent
             // again on the next one: Redis may have delivered it already, and a socket must
-            // not get a message twice. The failure sends it to this node's sockets only.
+            // not get a message twice. This node's sockets had it before the publish.
             connection.max_command_attempts = 1;
             // A connection on which an answer is overdue by the timeout is taken for dead
             // (a half-open TCP connection otherwise looks healthy for hours) and replaced.

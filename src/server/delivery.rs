@@ -33,8 +33,17 @@ const DISCONNECT_RETRY: Duration = Duration::from_millis(20);
 /// A bound on those retries should the heartbeat be configured very long.
 const DISCONNECT_GIVE_UP: Duration = Duration::from_secs(300);
 
-/// Emit `event` with `data` to every socket in `room`; a socket whose buffer is full is
-/// disconnected (see the module documentation). Answers how many deliveries were dropped.
+/// Emit `event` with `data` to every socket in `room`, on every node; a socket of this node
+/// whose buffer is full is disconnected (see the module documentation). Answers how many
+/// deliveries were dropped here.
+///
+/// With several nodes, this node's sockets get it first and at once, and the other nodes'
+/// through the adapter, excepting this node's room (every socket of this node is in it, and
+/// no other): socketioxide-redis publishes a broadcast and waits for Redis's answer before it
+/// emits to the node's own sockets, which put a Redis round trip into every local delivery
+/// (docs/BENCHMARKS.md, issue 13). Each socket still gets it once. When the adapter fails
+/// (Redis down past `--adapter-timeout`), this node's sockets have it already; the other
+/// nodes' miss it (the message stays in the chat's history) and the error is counted.
 pub async fn to_room<A: Adapter, T: Serialize + ?Sized>(
     io: &SocketIo<A>,
     app: &AppState,
@@ -42,19 +51,27 @@ pub async fn to_room<A: Adapter, T: Serialize + ?Sized>(
     event: &str,
     data: &T,
 ) -> usize {
-    let sent = match io.to(room.to_string()).emit(event, data).await {
-        // The adapter passes the broadcast to the other nodes before it emits to this node's
-        // sockets, and skips them too when that fails (Redis down past `--adapter-timeout`):
-        // this node's sockets still get it; the other nodes' miss it (the message stays in
-        // the chat's history).
+    let Some(node_room) = &app.node_room else {
+        let sent = io.to(room.to_string()).emit(event, data).await;
+        return after_broadcast(io, app, room, sent);
+    };
+    let here = io.local().to(room.to_string()).emit(event, data).await;
+    let dropped = after_broadcast(io, app, room, here);
+    let elsewhere = io
+        .to(room.to_string())
+        .except(node_room.clone())
+        .emit(event, data)
+        .await;
+    match elsewhere {
+        Ok(()) => {}
         Err(BroadcastError::Adapter(e)) => {
             app.metrics.adapter_errors.inc();
-            tracing::error!(error = %e, %room, "a broadcast could not reach the other nodes; only this node's sockets get it");
-            io.local().to(room.to_string()).emit(event, data).await
+            tracing::error!(error = %e, %room, "a broadcast could not reach the other nodes; only this node's sockets got it");
         }
-        sent => sent,
-    };
-    after_broadcast(io, app, room, sent)
+        // This node's part of it excepted every socket here: nothing of ours can be full.
+        Err(e) => tracing::error!(error = %e, %room, "broadcast to the other nodes failed"),
+    }
+    dropped
 }
 
 /// As [`to_room`], to this node's sockets only: for what every node hears by itself (the

@@ -85,7 +85,13 @@ pub async fn admit<A: Adapter>(
         },
     };
     socket.join(user_room(user.user_id));
-    socket.join(chats.iter().map(ChatId::room).collect::<Vec<_>>());
+    socket.join(
+        chats
+            .iter()
+            .map(ChatId::room)
+            .chain(app.node_room.clone())
+            .collect::<Vec<_>>(),
+    );
 
     socket.extensions.insert(open_socket);
     socket.extensions.insert(SocketSession {
