@@ -429,8 +429,8 @@ async fn backends(db: &TestDatabase, application_name: &str) -> Vec<(String, Str
         .collect()
 }
 
-/// `serve` opens its whole pool at start and warms every connection (the handshake and join
-/// lookups prepared and run once: each backend's last statement is the last warming lookup),
+/// `serve` opens its whole pool at start and warms every connection (the handshake, join and
+/// message post lookups prepared and run once: each backend's last statement is the last warming lookup),
 /// so the first sessions after a start meet no cold connection; `--pool-warm 0` opens only
 /// the connection that checks the URL. Warmed connections serve handshakes and joins.
 #[tokio::test]
