@@ -352,3 +352,115 @@ on_both_stores! {
         server.shutdown().await;
     }
 }
+
+/// `GET /api/chats/:id` as the owner of `cookie`: the status.
+async fn get_chat_status(base: &str, cookie: &str, chat_id: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{base}/api/chats/{chat_id}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+// The REST routes on one chat read the caller and the chat's access facts in one lookup
+// (`Store::session_chat_facts`, `Store::join_facts`): every caller the handshake refuses is
+// refused there too, with 401 before the chat is judged (no 400, 404 or 403 that would tell a
+// stranger about the chat), and nothing is stored or broadcast.
+on_both_stores! {
+    async fn rest_calls_on_a_chat_refuse_whom_the_handshake_refuses(store) {
+        let server = store.start_dev_server().await;
+        let base = server.http_url();
+        let secrets = Secrets::new(DEV_SECRET.into(), None);
+        let app_store = &server.app().store;
+        let signed = |sid: &str| format!("scmarket.sid={}", sign_session_cookie(sid, &secrets));
+        // Bob takes part in the direct chat and is never banned here: only the expiry refuses
+        // his expired session.
+        let bob_id = uuid::Uuid::parse_str("5c000000-0000-4000-8000-000000000002").unwrap();
+
+        let bob = dev_login(&base, "bob").await;
+        let mut bob_socket = RawSocket::connect(&base, Some(&bob.session_cookie)).await.unwrap();
+        let joined = bob_socket
+            .emit_ack("clientJoinRoom", serde_json::json!({ "chat_id": DIRECT_CHAT }))
+            .await;
+        assert_eq!(joined, serde_json::json!({"ok": true}));
+        let history = || async {
+            let v = get_json(format!("{base}/api/chats/{DIRECT_CHAT}"), &bob.session_cookie).await;
+            v["data"]["messages"].as_array().unwrap().len()
+        };
+        let before = history().await;
+
+        let expired = app_store.create_login_session(bob_id, Duration::ZERO).await.unwrap();
+        let nobody = app_store
+            .create_login_session(uuid::Uuid::new_v4(), Duration::from_secs(600))
+            .await
+            .unwrap();
+        let dave = uuid::Uuid::parse_str(DAVE_ID).unwrap();
+        let dave_sid = app_store.create_login_session(dave, Duration::from_secs(600)).await.unwrap();
+        // Alice takes part in the direct chat; banned, she may post there no more, by either
+        // cookie.
+        let alice = dev_login(&base, "alice").await;
+        let ban = reqwest::Client::new()
+            .post(format!("{base}/api/dev/ban"))
+            .json(&serde_json::json!({"username": "alice"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ban.status(), 200);
+
+        let refused = [
+            ("no cookie", String::new()),
+            ("well signed, unknown session", signed("nosuchsession")),
+            ("expired session row", signed(&expired)),
+            ("session of a user that does not exist", signed(&nobody)),
+            ("banned user, session cookie", signed(&dave_sid)),
+            ("banned participant, session cookie", alice.session_cookie.clone()),
+            ("banned participant, access token", alice.access_cookie.clone()),
+            (
+                "banned participant, both cookies",
+                format!("{}; {}", alice.access_cookie, alice.session_cookie),
+            ),
+            (
+                "banned user, access token",
+                format!("scmarket.access={}", jwt(DAVE_ID, now() + 600, DEV_SECRET)),
+            ),
+            (
+                "expired token, no session",
+                format!("scmarket.access={}", jwt(ALICE_ID, now() - 120, DEV_SECRET)),
+            ),
+        ];
+        for (why, cookie) in &refused {
+            for chat in [DIRECT_CHAT, "5c0000c4-0000-4000-8000-0000000000ff", "not-a-chat-id"] {
+                let (status, body) = post_message(&base, cookie, chat, "refused").await;
+                assert_eq!(status, 401, "{why}: post to {chat}: {body}");
+                assert_eq!(body["error"]["code"], "UNAUTHORIZED", "{why}");
+                assert_eq!(get_chat_status(&base, cookie, chat).await, 401, "{why}: get {chat}");
+            }
+        }
+        assert!(
+            bob_socket.next_event_within(Duration::from_millis(400)).await.is_none(),
+            "no refused post may broadcast"
+        );
+        assert_eq!(history().await, before, "no refused post may be stored");
+
+        // Authenticated by either cookie, the chat is judged: 400, 404, 403, then 200.
+        let carol = dev_login(&base, "carol").await;
+        for cookie in [&carol.session_cookie, &carol.access_cookie] {
+            assert_eq!(post_message(&base, cookie, "not-a-chat-id", "x").await.0, 400);
+            let unknown = "5c0000c4-0000-4000-8000-0000000000ff";
+            assert_eq!(post_message(&base, cookie, unknown, "x").await.0, 404);
+            assert_eq!(get_chat_status(&base, cookie, unknown).await, 404);
+            assert_eq!(post_message(&base, cookie, DIRECT_CHAT, "x").await.0, 403);
+            assert_eq!(get_chat_status(&base, cookie, DIRECT_CHAT).await, 403);
+            assert_eq!(post_message(&base, cookie, GROUP_CHAT, "hi").await.0, 200);
+            assert_eq!(get_chat_status(&base, cookie, GROUP_CHAT).await, 200);
+        }
+        for cookie in [&bob.session_cookie, &bob.access_cookie] {
+            assert_eq!(post_message(&base, cookie, DIRECT_CHAT, "ok").await.0, 200);
+        }
+        assert_eq!(history().await, before + 2);
+        server.shutdown().await;
+    }
+}

@@ -192,6 +192,10 @@ async fn malformed_sessions_are_refused_and_serving_goes_on() {
         let cookie = format!("scmarket.sid={}", auth::sign_session_cookie(sid, &secrets));
         let refused = RawSocket::connect(&base, Some(&cookie)).await.err();
         assert_eq!(refused.map(|r| r.status), Some(400), "{sid}: {sess}");
+        // The message post reads the session in its own statement (with the chat's access
+        // facts): it refuses the same sessions.
+        let (status, body) = post_message(&base, &cookie, GROUP_CHAT, "x").await;
+        assert_eq!(status, 401, "{sid}: {sess}: {body}");
     }
     // An expired row is no session either.
     db.execute(&format!(
@@ -204,6 +208,7 @@ async fn malformed_sessions_are_refused_and_serving_goes_on() {
         auth::sign_session_cookie("s-expired", &secrets)
     );
     assert!(RawSocket::connect(&base, Some(&cookie)).await.is_err());
+    assert_eq!(post_message(&base, &cookie, GROUP_CHAT, "x").await.0, 401);
     connect(&base, "alice").await;
     let metrics = metrics_text(&base).await;
     assert!(!metrics.contains(r#"reason="store_error""#), "{metrics}");
@@ -424,8 +429,8 @@ async fn backends(db: &TestDatabase, application_name: &str) -> Vec<(String, Str
         .collect()
 }
 
-/// `serve` opens its whole pool at start and warms every connection (the handshake and join
-/// lookups prepared and run once: each backend's last statement is the last warming lookup),
+/// `serve` opens its whole pool at start and warms every connection (the handshake, join and
+/// message post lookups prepared and run once: each backend's last statement is the last warming lookup),
 /// so the first sessions after a start meet no cold connection; `--pool-warm 0` opens only
 /// the connection that checks the URL. Warmed connections serve handshakes and joins.
 #[tokio::test]

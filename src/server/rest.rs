@@ -24,7 +24,7 @@ use crate::protocol::{
     ErrorEnvelope, MAX_CHAT_USERS, MAX_CONTENT_CHARS, PostMessageRequest, ResultSuccess,
     SERVER_MESSAGE, SESSION_COOKIE,
 };
-use crate::store::{StoreError, User};
+use crate::store::{ChatAccessFacts, StoreError, User};
 
 /// How long a dev-login session lasts: long enough for a soak test.
 pub const DEV_SESSION_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -144,35 +144,57 @@ fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
         .map_err(|e| ApiError::validation(format!("Invalid request body: {e}")))
 }
 
-fn chat_id_path(text: &str) -> Result<ChatId, ApiError> {
-    ChatId::parse(text).map_err(|e| ApiError::validation(e.to_string()))
+async fn caller(state: &HttpState, headers: &HeaderMap) -> Result<User, ApiError> {
+    auth::authenticate(headers, &state.app.secrets, state.app.store.as_ref())
+        .await
+        .map(|a| a.user)
+        .map_err(unauthenticated)
 }
 
-async fn caller(state: &HttpState, headers: &HeaderMap) -> Result<User, ApiError> {
-    match auth::authenticate(headers, &state.app.secrets, state.app.store.as_ref()).await {
-        Ok(a) => Ok(a.user),
-        Err(Refusal::StoreError) => {
-            Err(StoreError::Invalid("authentication lookup failed".into()).into())
-        }
-        Err(refusal) => {
+/// The answer to a refused authentication: 401, or 500 when the store failed.
+fn unauthenticated(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::StoreError => StoreError::Invalid("authentication lookup failed".into()).into(),
+        refusal => {
             tracing::debug!(reason = refusal.as_str(), "REST call not authenticated");
-            Err(ApiError::new(
+            ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHORIZED",
                 "Authentication required",
-            ))
+            )
         }
     }
 }
 
-/// The chat, if it exists and the caller may view it: 404 before 403, as production.
-async fn viewable_chat(state: &HttpState, user: &User, chat_id: ChatId) -> Result<(), ApiError> {
-    let facts = state
-        .app
-        .store
-        .chat_access_facts(chat_id, user.user_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Chat not found"))?;
+/// The caller and their access facts for the chat named in the path, in one store lookup
+/// (`auth::authenticate_for_chat`). The answers keep production's order: 401 before a 400 for
+/// a malformed chat id, so a path that is no chat id is checked only once the caller is known.
+async fn caller_in_chat(
+    state: &HttpState,
+    headers: &HeaderMap,
+    chat_id: &str,
+) -> Result<(User, ChatId, Option<ChatAccessFacts>), ApiError> {
+    let parsed = match ChatId::parse(chat_id) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            caller(state, headers).await?;
+            return Err(ApiError::validation(e.to_string()));
+        }
+    };
+    let (user, facts) = auth::authenticate_for_chat(
+        headers,
+        &state.app.secrets,
+        state.app.store.as_ref(),
+        parsed,
+    )
+    .await
+    .map_err(unauthenticated)?;
+    Ok((user, parsed, facts))
+}
+
+/// Whether the caller may view the chat, from its facts: 404 before 403, as production.
+fn viewable(user: &User, facts: Option<ChatAccessFacts>) -> Result<(), ApiError> {
+    let facts = facts.ok_or_else(|| ApiError::not_found("Chat not found"))?;
     if can_view_chat(user, &facts) {
         Ok(())
     } else {
@@ -188,8 +210,7 @@ pub async fn post_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<ResultSuccess> {
-    let user = caller(&state, &headers).await?;
-    let chat_id = chat_id_path(&chat_id)?;
+    let (user, chat_id, facts) = caller_in_chat(&state, &headers, &chat_id).await?;
     let request: PostMessageRequest = json_body(&body)?;
     let length = request.content.chars().count();
     if length == 0 || length > MAX_CONTENT_CHARS {
@@ -197,7 +218,7 @@ pub async fn post_message(
             "content must be 1 to {MAX_CONTENT_CHARS} characters long (got {length})"
         )));
     }
-    viewable_chat(&state, &user, chat_id).await?;
+    viewable(&user, facts)?;
     let message = state
         .app
         .store
@@ -238,9 +259,8 @@ pub async fn get_chat(
     Path(chat_id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<crate::protocol::ChatDetail> {
-    let user = caller(&state, &headers).await?;
-    let chat_id = chat_id_path(&chat_id)?;
-    viewable_chat(&state, &user, chat_id).await?;
+    let (user, chat_id, facts) = caller_in_chat(&state, &headers, &chat_id).await?;
+    viewable(&user, facts)?;
     let detail = state
         .app
         .store

@@ -112,6 +112,25 @@ pub trait Store: Send + Sync + 'static {
         })
     }
 
+    /// What a REST call on one chat needs (every message post): the account an unexpired
+    /// session logs in, as [`Store::session_account`] answers it, and with it that account's
+    /// access facts for the chat ([`Store::chat_access_facts`]), `None` when no chat has that
+    /// id. One statement on either store, instead of a session lookup and then an access one.
+    async fn session_chat_facts(
+        &self,
+        sid: &str,
+        chat_id: ChatId,
+    ) -> StoreResult<Option<Result<(User, Option<ChatAccessFacts>), Uuid>>> {
+        Ok(match self.session_account(sid).await? {
+            Some(Ok(user)) => {
+                let facts = self.chat_access_facts(chat_id, user.user_id).await?;
+                Some(Ok((user, facts)))
+            }
+            Some(Err(missing)) => Some(Err(missing)),
+            None => None,
+        })
+    }
+
     /// `None` when no chat has that id.
     async fn chat_access_facts(
         &self,

@@ -37,8 +37,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Shared = Arc<Mutex<Connection>>;
 
-// The statements on the session-admission path (handshake, auto-join, room join), named so a
-// test can check that SQLite never re-prepares them.
+// The statements on the session-admission path (handshake, auto-join, room join) and the
+// message post, named so a test can check that SQLite never re-prepares them.
 const USER_BY_ID_SQL: &str =
     "SELECT user_id, username, role, banned, deleted FROM accounts WHERE user_id = ?1";
 const SESSION_ACCOUNT_SQL: &str = "SELECT json_extract(s.sess, '$.passport.user'), \
@@ -61,6 +61,23 @@ const JOIN_FACTS_SQL: &str = "SELECT a.user_id, a.username, a.role, a.banned, a.
      LEFT JOIN offer_sessions s ON s.id = c.session_id \
      LEFT JOIN contractor_members sm ON sm.contractor_id = s.contractor_id AND sm.user_id = a.user_id \
      WHERE a.user_id = ?1";
+/// The session's account as `SESSION_ACCOUNT_SQL` reads it (its columns first), whether the
+/// chat `?3` exists, then the columns of `CHAT_ACCESS_FACTS_SQL` for that account: a message
+/// post's authentication and access check in one statement.
+const SESSION_CHAT_FACTS_SQL: &str = "SELECT json_extract(s.sess, '$.passport.user'), \
+       a.user_id, a.username, a.role, a.banned, a.deleted, \
+       c.chat_id IS NOT NULL, \
+       EXISTS(SELECT 1 FROM chat_participants p WHERE p.chat_id = c.chat_id AND p.user_id = a.user_id), \
+       o.customer_id, o.assigned_id, o.contractor_id, om.permissions, \
+       os.customer_id, os.assigned_id, os.contractor_id, sm.permissions \
+     FROM login_sessions s \
+     LEFT JOIN accounts a ON a.user_id = json_extract(s.sess, '$.passport.user') \
+     LEFT JOIN chats c ON c.chat_id = ?3 \
+     LEFT JOIN orders o ON o.order_id = c.order_id \
+     LEFT JOIN contractor_members om ON om.contractor_id = o.contractor_id AND om.user_id = a.user_id \
+     LEFT JOIN offer_sessions os ON os.id = c.session_id \
+     LEFT JOIN contractor_members sm ON sm.contractor_id = os.contractor_id AND sm.user_id = a.user_id \
+     WHERE s.sid = ?1 AND s.expire > ?2";
 const CHAT_ACCESS_FACTS_SQL: &str = "SELECT \
        EXISTS(SELECT 1 FROM chat_participants p WHERE p.chat_id = c.chat_id AND p.user_id = ?1), \
        o.customer_id, o.assigned_id, o.contractor_id, om.permissions, \
@@ -411,6 +428,12 @@ fn session_account_in(conn: &Connection, sid: &str) -> StoreResult<Option<Result
     let Some(row) = rows.next()? else {
         return Ok(None);
     };
+    session_account_at(row)
+}
+
+/// The answer of a session lookup from the first six columns of its row (`SESSION_ACCOUNT_SQL`
+/// and `SESSION_CHAT_FACTS_SQL`).
+fn session_account_at(row: &Row<'_>) -> StoreResult<Option<Result<User, Uuid>>> {
     // A session without passport.user is an anonymous session: not logged in. So is
     // one whose passport.user is not a UUID string (a number, an object).
     let session_user = match row.get_ref(0)? {
@@ -514,6 +537,34 @@ impl Store for SqliteStore {
                 Some(Err(missing)) => Some(Err(missing)),
                 None => None,
             })
+        })
+    }
+
+    async fn session_chat_facts(
+        &self,
+        sid: &str,
+        chat_id: ChatId,
+    ) -> StoreResult<Option<Result<(User, Option<ChatAccessFacts>), Uuid>>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(SESSION_CHAT_FACTS_SQL)?;
+            let mut rows = stmt.query(params![sid, now_millis(), chat_id.to_string()])?;
+            let Some(row) = rows.next()? else {
+                return Ok(None);
+            };
+            let user = match session_account_at(row)? {
+                Some(Ok(user)) => user,
+                Some(Err(missing)) => return Ok(Some(Err(missing))),
+                None => return Ok(None),
+            };
+            if row.get::<_, i64>(6)? == 0 {
+                return Ok(Some(Ok((user, None))));
+            }
+            let facts = ChatAccessFacts {
+                viewer_is_participant: row.get::<_, i64>(7)? != 0,
+                order: parties_at(row, 8)?,
+                offer: parties_at(row, 12)?,
+            };
+            Ok(Some(Ok((user, Some(facts)))))
         })
     }
 
@@ -787,6 +838,9 @@ mod tests {
                     .unwrap()
                     .unwrap();
                 assert!(facts.unwrap().viewer_is_participant);
+                let found = store.session_chat_facts(sid, *chat).await.unwrap();
+                let (_, facts) = found.unwrap().unwrap();
+                assert!(facts.unwrap().viewer_is_participant);
             }
         }
         let conn = store.startup_writer();
@@ -796,6 +850,7 @@ mod tests {
             PARTICIPANT_CHATS_SQL,
             CHAT_ACCESS_FACTS_SQL,
             JOIN_FACTS_SQL,
+            SESSION_CHAT_FACTS_SQL,
         ] {
             let stmt = conn.prepare_cached(sql).unwrap();
             assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0, "{sql}");
@@ -845,6 +900,69 @@ mod tests {
                 assert_eq!(one, parts, "viewer {viewer}, chat {chat}");
             }
         }
+    }
+
+    /// The one-statement post lookup answers exactly what the session lookup and then the
+    /// access lookup answer, for a session of every demo user on every chat (and a chat that
+    /// does not exist), and for a session that is unknown, expired, or names no account.
+    #[tokio::test]
+    async fn session_chat_facts_agree_with_their_parts() {
+        use crate::store::fixtures::{DEMO_YAML, Fixtures};
+        let (store, _) = SqliteStore::open("sqlite::memory:").await.unwrap();
+        store
+            .load_fixtures(&Fixtures::parse(DEMO_YAML, "demo").unwrap())
+            .await
+            .unwrap();
+        let (users, chats) = {
+            let conn = store.startup_writer();
+            let ids = |sql: &str| -> Vec<Uuid> {
+                let mut stmt = conn.prepare(sql).unwrap();
+                stmt.query_map([], |r| r.get::<_, String>(0))
+                    .unwrap()
+                    .map(|id| Uuid::try_parse(&id.unwrap()).unwrap())
+                    .collect()
+            };
+            (
+                ids("SELECT user_id FROM accounts"),
+                ids("SELECT chat_id FROM chats"),
+            )
+        };
+        let hour = Duration::from_secs(3600);
+        let mut sids = vec!["nosuchsession".to_string()];
+        for user in &users {
+            sids.push(store.create_login_session(*user, hour).await.unwrap());
+        }
+        sids.push(
+            store
+                .create_login_session(users[0], Duration::ZERO)
+                .await
+                .unwrap(),
+        );
+        sids.push(
+            store
+                .create_login_session(Uuid::new_v4(), hour)
+                .await
+                .unwrap(),
+        );
+        let mut chats: Vec<ChatId> = chats.into_iter().map(ChatId).collect();
+        chats.push(ChatId(Uuid::new_v4()));
+        let mut seen_facts = 0;
+        for sid in &sids {
+            for chat in &chats {
+                let one = store.session_chat_facts(sid, *chat).await.unwrap();
+                let parts = match store.session_account(sid).await.unwrap() {
+                    Some(Ok(user)) => {
+                        let facts = store.chat_access_facts(*chat, user.user_id).await.unwrap();
+                        seen_facts += usize::from(facts.is_some());
+                        Some(Ok((user, facts)))
+                    }
+                    Some(Err(missing)) => Some(Err(missing)),
+                    None => None,
+                };
+                assert_eq!(one, parts, "session {sid}, chat {chat}");
+            }
+        }
+        assert!(seen_facts >= users.len() * 4, "{seen_facts}");
     }
 
     #[tokio::test]

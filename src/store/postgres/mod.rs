@@ -134,7 +134,7 @@ pub struct PostgresStore {
 /// does for these primary-key lookups; from the sixth run on, a join is not planned at all.
 const WARM_RUNS: usize = 6;
 
-/// Prepare the lookups every handshake and join makes on `client`, and run each
+/// Prepare the lookups every handshake, join and message post makes on `client`, and run each
 /// [`WARM_RUNS`] times on ids that match nothing. A new backend's first query of a table
 /// loads that table's catalog entries and plans the query cold (about 20 ms for the join
 /// lookup on a loaded machine, 0.1 ms warm: docs/BENCHMARKS.md, "Admission and joins");
@@ -147,10 +147,13 @@ async fn warm_connection(
     let chats = client.prepare_cached(PARTICIPANT_CHATS_SQL).await?;
     let join = client.prepare_cached(JOIN_FACTS_SQL).await?;
     let user = client.prepare_cached(USER_BY_ID_SQL).await?;
+    let post = client.prepare_cached(SESSION_CHAT_FACTS_SQL).await?;
     for _ in 0..WARM_RUNS {
         client.query_opt(&session, &[&"", &now_utc()]).await?;
         client.query(&chats, &[&nobody]).await?;
         client.query_opt(&join, &[&nobody, &nobody]).await?;
+        client.query_opt(&post, &[&"", &now_utc(), &nobody]).await?;
+        // Last: `tests/serve_postgres.rs` knows a warmed backend by this last statement.
         client.query_opt(&user, &[&nobody]).await?;
     }
     Ok(())
@@ -318,13 +321,21 @@ const USER_BY_USERNAME_SQL: &str = "SELECT a.user_id, COALESCE(a.username, ''), 
 /// never cast in a way that could fail the query.
 macro_rules! session_account_from {
     () => {
+        concat!(
+            session_account_joins!(),
+            " WHERE s.sid = $1 AND s.expire > $2"
+        )
+    };
+}
+/// [`session_account_from!`] without its `WHERE`, for a lookup that joins more.
+macro_rules! session_account_joins {
+    () => {
         " FROM login_sessions s \
          CROSS JOIN LATERAL (SELECT CASE WHEN json_typeof(s.sess::json) = 'object' \
              AND json_typeof(s.sess::json -> 'passport') = 'object' \
              THEN s.sess::json -> 'passport' ->> 'user' END AS u) p \
          LEFT JOIN accounts a ON a.user_id = CASE \
-             WHEN p.u ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN p.u::uuid END \
-         WHERE s.sid = $1 AND s.expire > $2"
+             WHEN p.u ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN p.u::uuid END"
     };
 }
 /// The session's user as text, then the account's columns.
@@ -340,58 +351,75 @@ const SESSION_ADMISSION_SQL: &str = concat!(
 );
 const PARTICIPANT_CHATS_SQL: &str = "SELECT chat_id FROM chat_participants WHERE user_id = $1";
 
-/// The permission names the viewer (`$1`) holds through their roles in contractor `$c`, or
+/// The permission names the viewer (`$v`) holds through their roles in contractor `$c`, or
 /// NULL when the viewer is no member of it. Membership alone (no role) is an empty list.
 macro_rules! permissions_sql {
-    ($c:literal) => {
+    ($c:literal, $v:literal) => {
         concat!(
             "CASE WHEN EXISTS(SELECT 1 FROM contractor_members m WHERE m.contractor_id = ",
             $c,
-            " AND m.user_id = $1) THEN ARRAY(SELECT DISTINCT v.p FROM contractor_member_roles mr \
+            " AND m.user_id = ",
+            $v,
+            ") THEN ARRAY(SELECT DISTINCT v.p FROM contractor_member_roles mr \
                JOIN contractor_roles r ON r.role_id = mr.role_id \
                CROSS JOIN LATERAL (VALUES ('manage_roles', r.manage_roles), ('manage_orders', r.manage_orders), \
                  ('kick_members', r.kick_members), ('manage_invites', r.manage_invites), \
                  ('manage_org_details', r.manage_org_details), ('manage_stock', r.manage_stock), \
                  ('manage_market', r.manage_market), ('manage_recruiting', r.manage_recruiting), \
                  ('manage_webhooks', r.manage_webhooks), ('manage_blocklist', r.manage_blocklist)) v(p, granted) \
-               WHERE mr.user_id = $1 AND r.contractor_id = ",
+               WHERE mr.user_id = ",
+            $v,
+            " AND r.contractor_id = ",
             $c,
             " AND v.granted ORDER BY 1)::text[] END"
         )
     };
 }
 
-/// Columns: participant, then order parties (customer, assigned, contractor, permissions),
-/// then offer parties.
+/// Columns for the viewer `$v`: participant, then order parties (customer, assigned,
+/// contractor, permissions), then offer parties (offer session `os`).
 macro_rules! access_columns {
-    () => {
+    ($v:literal) => {
         concat!(
-            "EXISTS(SELECT 1 FROM chat_participants p WHERE p.chat_id = c.chat_id AND p.user_id = $1), \
-             o.customer_id, o.assigned_id, o.contractor_id, ",
-            permissions_sql!("o.contractor_id"),
-            ", s.customer_id, s.assigned_id, s.contractor_id, ",
-            permissions_sql!("s.contractor_id")
+            "EXISTS(SELECT 1 FROM chat_participants cp WHERE cp.chat_id = c.chat_id AND cp.user_id = ",
+            $v,
+            "), o.customer_id, o.assigned_id, o.contractor_id, ",
+            permissions_sql!("o.contractor_id", $v),
+            ", os.customer_id, os.assigned_id, os.contractor_id, ",
+            permissions_sql!("os.contractor_id", $v)
         )
     };
 }
 
 const CHAT_ACCESS_FACTS_SQL: &str = concat!(
     "SELECT ",
-    access_columns!(),
+    access_columns!("$1"),
     " FROM chats c \
      LEFT JOIN orders o ON o.order_id = c.order_id \
-     LEFT JOIN offer_sessions s ON s.id = c.session_id \
+     LEFT JOIN offer_sessions os ON os.id = c.session_id \
      WHERE c.chat_id = $2"
 );
 /// The viewer's account, whether the chat exists, then the access columns.
 const JOIN_FACTS_SQL: &str = concat!(
     "SELECT a.user_id, COALESCE(a.username, ''), a.role, a.banned, c.chat_id IS NOT NULL, ",
-    access_columns!(),
+    access_columns!("$1"),
     " FROM accounts a \
      LEFT JOIN chats c ON c.chat_id = $2 \
      LEFT JOIN orders o ON o.order_id = c.order_id \
-     LEFT JOIN offer_sessions s ON s.id = c.session_id \
+     LEFT JOIN offer_sessions os ON os.id = c.session_id \
      WHERE a.user_id = $1"
+);
+/// A message post's authentication and access check in one round trip: the columns of
+/// [`SESSION_ACCOUNT_SQL`] for session `$1`, whether chat `$3` exists, then the access
+/// columns for the session's account.
+const SESSION_CHAT_FACTS_SQL: &str = concat!(
+    "SELECT p.u, a.user_id, COALESCE(a.username, ''), a.role, a.banned, c.chat_id IS NOT NULL, ",
+    access_columns!("a.user_id"),
+    session_account_joins!(),
+    " LEFT JOIN chats c ON c.chat_id = $3 \
+     LEFT JOIN orders o ON o.order_id = c.order_id \
+     LEFT JOIN offer_sessions os ON os.id = c.session_id \
+     WHERE s.sid = $1 AND s.expire > $2"
 );
 
 const CHAT_SUMMARY_SQL: &str = "SELECT c.chat_id, c.name, c.icon::text, c.order_id, c.session_id, \
@@ -617,6 +645,33 @@ impl Store for PostgresStore {
                 (Some(Ok(user)), Some(row)) => {
                     let chats: Vec<Uuid> = row.try_get(5)?;
                     Some(Ok((user, chats.into_iter().map(ChatId).collect())))
+                }
+                (Some(Err(missing)), _) => Some(Err(missing)),
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    async fn session_chat_facts(
+        &self,
+        sid: &str,
+        chat_id: ChatId,
+    ) -> StoreResult<Option<Result<(User, Option<ChatAccessFacts>), Uuid>>> {
+        self.timed(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(SESSION_CHAT_FACTS_SQL).await?;
+            let row = client
+                .query_opt(&stmt, &[&sid, &now_utc(), &chat_id.0])
+                .await?;
+            Ok(match (session_at(row.as_ref())?, row) {
+                (Some(Ok(user)), Some(row)) => {
+                    let facts = if row.try_get::<_, bool>(5)? {
+                        Some(facts_at(&row, 6)?)
+                    } else {
+                        None
+                    };
+                    Some(Ok((user, facts)))
                 }
                 (Some(Err(missing)), _) => Some(Err(missing)),
                 _ => None,
