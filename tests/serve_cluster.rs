@@ -583,6 +583,44 @@ async fn a_nodes_own_sockets_get_a_post_without_waiting_for_redis() {
     cluster.shutdown().await;
 }
 
+/// A room joined and left by event on one node of several: a post through that node or
+/// another reaches the socket once while it is in the room (the room's part on the node is
+/// joined with it, so the broadcast for the other nodes does not bring it back here), and not
+/// at all once it left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_room_joined_by_event_on_one_node_of_several_gets_each_post_once() {
+    let cluster = Cluster::start(2).await;
+    let (a, b) = (cluster.url(0), cluster.url(1));
+    // The admin may view the order's chat without being one of its participants.
+    let mut admin_on_a = connect(&a, "admin").await;
+    let joined = admin_on_a
+        .emit_ack("clientJoinRoom", serde_json::json!({"chat_id": ORDER_CHAT}))
+        .await;
+    assert_eq!(joined, serde_json::json!({"ok": true}));
+    let alice = session_cookie(&a, "alice").await;
+    for (node, text) in [(&a, "through a"), (&b, "through b")] {
+        let (status, body) = post_message(node, &alice, ORDER_CHAT, text).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(receives_once(&mut admin_on_a, "admin on a").await, text);
+    }
+    let left = admin_on_a
+        .emit_ack(
+            "clientLeaveRoom",
+            serde_json::json!({"chat_id": ORDER_CHAT}),
+        )
+        .await;
+    assert_eq!(left, serde_json::json!({"ok": true}));
+    for node in [&a, &b] {
+        let (status, body) = post_message(node, &alice, ORDER_CHAT, "after the leave").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(
+        admin_on_a.next_event_within(QUIET).await.is_none(),
+        "the admin received a post after leaving the room"
+    );
+    cluster.shutdown().await;
+}
+
 /// `serve` as a process of its own (so it can be killed); its base URL once it listens.
 fn serve_process(database: &str, prefix: &str) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};

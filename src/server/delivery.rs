@@ -38,12 +38,16 @@ const DISCONNECT_GIVE_UP: Duration = Duration::from_secs(300);
 /// deliveries were dropped here.
 ///
 /// With several nodes, this node's sockets get it first and at once, and the other nodes'
-/// through the adapter, excepting this node's room (every socket of this node is in it, and
-/// no other): socketioxide-redis publishes a broadcast and waits for Redis's answer before it
-/// emits to the node's own sockets, which put a Redis round trip into every local delivery
-/// (docs/BENCHMARKS.md, issue 13). Each socket still gets it once. When the adapter fails
-/// (Redis down past `--adapter-timeout`), this node's sockets have it already; the other
-/// nodes' miss it (the message stays in the chat's history) and the error is counted.
+/// through the adapter, excepting the room's part on this node (`room@node`, which this
+/// node's members of the room join with it: [`chat_rooms`]). Left to itself,
+/// socketioxide-redis publishes a broadcast and waits for Redis's answer before it emits to
+/// the node's own sockets: a Redis round trip in every local delivery (docs/BENCHMARKS.md,
+/// issue 13). Each socket still gets it once. The excepted room holds only this node's
+/// members of the room: socketioxide collects an excepted room's sockets into a set at every
+/// broadcast, so one room of all this node's sockets would cost every broadcast a pass over
+/// them all (14,000 per node in the 100,000-session run). When the adapter fails (Redis down past
+/// `--adapter-timeout`), this node's sockets have the message already; the other nodes' miss
+/// it (it stays in the chat's history) and the error is counted.
 pub async fn to_room<A: Adapter, T: Serialize + ?Sized>(
     io: &SocketIo<A>,
     app: &AppState,
@@ -51,7 +55,7 @@ pub async fn to_room<A: Adapter, T: Serialize + ?Sized>(
     event: &str,
     data: &T,
 ) -> usize {
-    let Some(node_room) = &app.node_room else {
+    let Some(node) = &app.node_id else {
         let sent = io.to(room.to_string()).emit(event, data).await;
         return after_broadcast(io, app, room, sent);
     };
@@ -59,7 +63,7 @@ pub async fn to_room<A: Adapter, T: Serialize + ?Sized>(
     let dropped = after_broadcast(io, app, room, here);
     let elsewhere = io
         .to(room.to_string())
-        .except(node_room.clone())
+        .except(on_node(room, node))
         .emit(event, data)
         .await;
     match elsewhere {
@@ -68,10 +72,27 @@ pub async fn to_room<A: Adapter, T: Serialize + ?Sized>(
             app.metrics.adapter_errors.inc();
             tracing::error!(error = %e, %room, "a broadcast could not reach the other nodes; only this node's sockets got it");
         }
-        // This node's part of it excepted every socket here: nothing of ours can be full.
+        // This node's part of it excepted every member here: nothing of ours can be full.
         Err(e) => tracing::error!(error = %e, %room, "broadcast to the other nodes failed"),
     }
     dropped
+}
+
+/// The rooms a socket joins (or leaves) for a chat's `room`: the room, and with several nodes
+/// also the room's part on this node (see [`to_room`]).
+pub fn chat_rooms(app: &AppState, room: String) -> Vec<String> {
+    match &app.node_id {
+        Some(node) => {
+            let here = on_node(&room, node);
+            vec![room, here]
+        }
+        None => vec![room],
+    }
+}
+
+/// A room's part on one node: its members on that node.
+fn on_node(room: &str, node: &str) -> String {
+    format!("{room}@{node}")
 }
 
 /// As [`to_room`], to this node's sockets only: for what every node hears by itself (the

@@ -57,10 +57,11 @@ pub struct App {
     /// stores without emitting: one `serverMessage` per message.
     /// Cleared by the listener if the trigger is removed while serving.
     pub messages_from_database: Arc<std::sync::atomic::AtomicBool>,
-    /// With an adapter shared by several nodes: a room that every socket of this node (and
-    /// only of this node) joins, so that a broadcast can go to this node's sockets at once and
-    /// to the other nodes' through the adapter, excepting this room (`delivery::to_room`).
-    pub node_room: Option<String>,
+    /// With an adapter shared by several nodes: this node's name among them. A socket of this
+    /// node that joins a chat's room also joins the chat's room on this node (`room@node`), so
+    /// a broadcast goes to this node's sockets at once and to the other nodes' through the
+    /// adapter, excepting that room (`delivery::to_room`).
+    pub node_id: Option<String>,
 }
 
 #[derive(Clone)]
@@ -165,8 +166,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             .as_ref()
             .map(|m| m.announcing.clone())
             .unwrap_or_default(),
-        node_room: (!matches!(config.adapter, config::AdapterConfig::Local))
-            .then(|| format!("scmarket-ws-node-{:016x}", fastrand::u64(..))),
+        node_id: (!matches!(config.adapter, config::AdapterConfig::Local))
+            .then(|| format!("{:016x}", fastrand::u64(..))),
     }));
 
     let engine = &config.engine;

@@ -13,7 +13,7 @@ use super::AppState;
 use super::access::can_view_chat;
 use super::auth::Authenticated;
 use super::connections::OpenSocket;
-use super::delivery::SlowConsumer;
+use super::delivery::{self, SlowConsumer};
 use super::limits::EventLimiter;
 use super::metrics::Metrics;
 use crate::protocol::{CLIENT_JOIN_ROOM, CLIENT_LEAVE_ROOM, ChatId, RoomAck, RoomError};
@@ -88,8 +88,7 @@ pub async fn admit<A: Adapter>(
     socket.join(
         chats
             .iter()
-            .map(ChatId::room)
-            .chain(app.node_room.clone())
+            .flat_map(|chat| delivery::chat_rooms(&app, chat.room()))
             .collect::<Vec<_>>(),
     );
 
@@ -227,7 +226,7 @@ async fn join<A: Adapter, E>(
     if !can_view_chat(&user, &facts) {
         return Err(RoomError::NotAuthorized);
     }
-    socket.join(chat_id.room());
+    socket.join(delivery::chat_rooms(app, chat_id.room()));
     app.metrics.room_joins.inc();
     Ok(())
 }
@@ -241,7 +240,7 @@ async fn on_leave<A: Adapter>(
     let result = admit_event(&socket, &app, CLIENT_LEAVE_ROOM)
         .and_then(|_| chat_id_argument(data))
         .map(|chat_id| {
-            socket.leave(chat_id.room());
+            socket.leave(delivery::chat_rooms(&app, chat_id.room()));
             app.metrics.room_leaves.inc();
         });
     answer(ack, result);
