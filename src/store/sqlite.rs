@@ -857,11 +857,8 @@ mod tests {
         }
     }
 
-    /// The one-query join lookup answers exactly what its two parts answer, for every demo
-    /// user and chat (orders, offers, contractor members, direct and group chats), for a chat
-    /// that does not exist and for a viewer that does not exist.
-    #[tokio::test]
-    async fn join_facts_agree_with_their_parts() {
+    /// An in-memory store with the demo data, its user ids and its chat ids.
+    async fn demo_store() -> (SqliteStore, Vec<Uuid>, Vec<Uuid>) {
         use crate::store::fixtures::{DEMO_YAML, Fixtures};
         let (store, _) = SqliteStore::open("sqlite::memory:").await.unwrap();
         store
@@ -882,6 +879,15 @@ mod tests {
                 ids("SELECT chat_id FROM chats"),
             )
         };
+        (store, users, chats)
+    }
+
+    /// The one-query join lookup answers exactly what its two parts answer, for every demo
+    /// user and chat (orders, offers, contractor members, direct and group chats), for a chat
+    /// that does not exist and for a viewer that does not exist.
+    #[tokio::test]
+    async fn join_facts_agree_with_their_parts() {
+        let (store, users, chats) = demo_store().await;
         assert!(users.len() >= 7 && chats.len() >= 4);
         let mut chats: Vec<ChatId> = chats.into_iter().map(ChatId).collect();
         chats.push(ChatId(Uuid::new_v4()));
@@ -907,26 +913,7 @@ mod tests {
     /// does not exist), and for a session that is unknown, expired, or names no account.
     #[tokio::test]
     async fn session_chat_facts_agree_with_their_parts() {
-        use crate::store::fixtures::{DEMO_YAML, Fixtures};
-        let (store, _) = SqliteStore::open("sqlite::memory:").await.unwrap();
-        store
-            .load_fixtures(&Fixtures::parse(DEMO_YAML, "demo").unwrap())
-            .await
-            .unwrap();
-        let (users, chats) = {
-            let conn = store.startup_writer();
-            let ids = |sql: &str| -> Vec<Uuid> {
-                let mut stmt = conn.prepare(sql).unwrap();
-                stmt.query_map([], |r| r.get::<_, String>(0))
-                    .unwrap()
-                    .map(|id| Uuid::try_parse(&id.unwrap()).unwrap())
-                    .collect()
-            };
-            (
-                ids("SELECT user_id FROM accounts"),
-                ids("SELECT chat_id FROM chats"),
-            )
-        };
+        let (store, users, chats) = demo_store().await;
         let hour = Duration::from_secs(3600);
         let mut sids = vec!["nosuchsession".to_string()];
         for user in &users {
