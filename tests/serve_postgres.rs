@@ -479,3 +479,148 @@ async fn serve_starts_with_its_pool_open_and_warm() {
     assert_eq!(ack, json!({"ok": true}));
     server.shutdown().await;
 }
+
+/// The value of the metric line that starts with `name` (labels included), if any.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Poll `/metrics` until `line` reads `value` (at most 5 s); answers the last text.
+async fn metrics_until(base: &str, line: &str, value: f64) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = metrics_text(base).await;
+        if metric(&text, line) == Some(value) || tokio::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `/metrics` shows what holds serving back on the database: a pool of one connection held
+/// by a post whose INSERT waits on a lock shows it in use with the next post waiting for it,
+/// and once the lock goes, both posts' calls are timed and the wait is counted. A call that
+/// fails is counted by its kind.
+#[tokio::test]
+async fn a_pool_held_by_a_slow_insert_shows_in_metrics() {
+    let store = TestStore::postgres().await;
+    let db = store.database().unwrap();
+    let server = store
+        .start_dev_server_with(|c| {
+            c.store.pool.size = 1;
+            c.store.pool.wait_timeout = Duration::from_secs(10);
+            c.store.pool.query_timeout = Duration::from_secs(10);
+        })
+        .await;
+    let base = server.http_url();
+    let cookie = session_cookie(&base, "alice").await;
+    let text = metrics_text(&base).await;
+    assert_eq!(
+        metric(&text, r#"scmarket_ws_store_pool_max_connections"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, r#"scmarket_ws_store_pool_connections{state="idle"}"#),
+        Some(1.0),
+        "{text}"
+    );
+
+    let (locker, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("the test database answers");
+    tokio::spawn(connection);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let first = tokio::spawn({
+        let (base, cookie) = (base.clone(), cookie.clone());
+        async move { post_message(&base, &cookie, GROUP_CHAT, "first").await }
+    });
+    let text = metrics_until(
+        &base,
+        r#"scmarket_ws_store_pool_connections{state="in_use"}"#,
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"scmarket_ws_store_pool_connections{state="in_use"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    let second = tokio::spawn({
+        let (base, cookie) = (base.clone(), cookie.clone());
+        async move { post_message(&base, &cookie, GROUP_CHAT, "second").await }
+    });
+    let text = metrics_until(&base, "scmarket_ws_store_pool_waiting", 1.0).await;
+    assert_eq!(
+        metric(&text, "scmarket_ws_store_pool_waiting"),
+        Some(1.0),
+        "{text}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    locker.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(first.await.unwrap().0, 200);
+    assert_eq!(second.await.unwrap().0, 200);
+
+    let text = metrics_text(&base).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"scmarket_ws_store_call_seconds_count{call="insert_message"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"scmarket_ws_store_call_seconds_count{call="session_chat_facts"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    // The second post's lookup waited for the connection the first post's INSERT held.
+    let waited = metric(&text, "scmarket_ws_store_pool_wait_seconds_sum").unwrap();
+    assert!(waited >= 0.3, "{text}");
+    let slowest = metric(
+        &text,
+        r#"scmarket_ws_store_call_seconds_sum{call="session_chat_facts"}"#,
+    )
+    .unwrap();
+    assert!(slowest >= 0.3, "{text}");
+    assert_eq!(metric(&text, "scmarket_ws_store_pool_waiting"), Some(0.0));
+    assert!(
+        !text.contains("scmarket_ws_store_failures_total{"),
+        "{text}"
+    );
+
+    // A lookup the database refuses is counted as unavailable.
+    db.execute_as_admin(&format!(
+        "ALTER DATABASE {0} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
+        db.name
+    ))
+    .await;
+    assert!(RawSocket::connect(&base, Some(&cookie)).await.is_err());
+    let text = metrics_text(&base).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"scmarket_ws_store_failures_total{call="session_admission",kind="unavailable"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    db.execute_as_admin(&format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+        db.name
+    ))
+    .await;
+    server.shutdown().await;
+}

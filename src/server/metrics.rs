@@ -249,6 +249,11 @@ impl Metrics {
             .inc();
     }
 
+    /// For parts that register their own metrics (the store: `store::metered`).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.

@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::exit::CommandError;
 use crate::store::Store;
+use crate::store::metered::MeteredStore;
 use auth::Secrets;
 pub use cluster::Io;
 pub use config::{
@@ -153,10 +154,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let path = config.engine.mounted_path()?;
     let opened = open_store(&config.store, config.dev).await?;
 
+    let mut metrics = Metrics::new(config.metrics_room_labels);
+    let store = Arc::new(MeteredStore::new(opened.store, metrics.registry_mut()));
     let app = AppState(Arc::new(App {
-        store: opened.store,
+        store,
         secrets,
-        metrics: Metrics::new(config.metrics_room_labels),
+        metrics,
         limits: Limits::new(&config.limits),
         origins: OriginPolicy::for_server(&config.allowed_origins, config.dev),
         engine_path: path.clone(),

@@ -5,12 +5,14 @@
 //! facts, such as who may view a chat, live in `server::access`.
 
 pub mod fixtures;
+pub mod metered;
 pub mod postgres;
 pub mod sqlite;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use prometheus_client::collector::Collector;
 use uuid::Uuid;
 
 use crate::protocol::{ChatDetail, ChatId, ChatMessage, ChatSummary};
@@ -165,4 +167,10 @@ pub trait Store: Send + Sync + 'static {
         author: Option<&User>,
         content: &str,
     ) -> StoreResult<ChatMessage>;
+
+    /// The store's own figures for `/metrics`, read at each scrape: the PostgreSQL pool's
+    /// connections and waiters. `None` for a store with nothing of its own to report.
+    fn collector(&self) -> Option<Box<dyn Collector>> {
+        None
+    }
 }

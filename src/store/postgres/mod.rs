@@ -19,10 +19,15 @@ pub mod schema;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Hook, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Unit;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
@@ -127,6 +132,8 @@ pub struct PostgresStore {
     query_timeout: Duration,
     /// Set by [`PostgresStore::warm`]: from then on every new connection is warmed.
     statements_ready: Arc<AtomicBool>,
+    /// How long each checkout waited for a pooled connection (`store_pool_wait_seconds`).
+    pool_wait: Histogram,
 }
 
 /// How often warming runs each lookup: PostgreSQL plans a prepared statement afresh for its
@@ -201,6 +208,7 @@ impl PostgresStore {
             config,
             query_timeout: pool.query_timeout,
             statements_ready,
+            pool_wait: Histogram::new(super::metered::seconds_buckets()),
         };
         let first = store.pool.get().await.map_err(|e| {
             StoreError::Unavailable(format!(
@@ -251,10 +259,10 @@ impl PostgresStore {
 
     /// A pooled connection, for `db` commands, `--init` and fixtures.
     pub async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(pool_error(&e)))
+        let started = Instant::now();
+        let client = self.pool.get().await;
+        self.pool_wait.observe(started.elapsed().as_secs_f64());
+        client.map_err(|e| StoreError::Unavailable(pool_error(&e)))
     }
 
     /// Run one store call within the query timeout.
@@ -267,6 +275,59 @@ impl PostgresStore {
                     self.query_timeout
                 )))
             })
+    }
+}
+
+/// The pool's figures at each scrape: connections idle and in use, the most it may open, the
+/// calls waiting for one, and how long checkouts waited. A pool whose connections are all in
+/// use with calls waiting is the database (or the pool size) holding serving back.
+struct PoolFigures {
+    pool: Pool,
+    wait: Histogram,
+}
+
+impl std::fmt::Debug for PoolFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolFigures")
+            .field("status", &self.pool.status())
+            .finish()
+    }
+}
+
+impl Collector for PoolFigures {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let status = self.pool.status();
+        let gauge = |n: usize| ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX));
+        let in_use = status.size.saturating_sub(status.available);
+        let mut connections = encoder.encode_descriptor(
+            "store_pool_connections",
+            "PostgreSQL pool connections open, by state (idle, in_use)",
+            None,
+            gauge(0).metric_type(),
+        )?;
+        for (state, n) in [("idle", status.available), ("in_use", in_use)] {
+            gauge(n).encode(connections.encode_family(&[("state", state)])?)?;
+        }
+        let max = gauge(status.max_size);
+        max.encode(encoder.encode_descriptor(
+            "store_pool_max_connections",
+            "The most connections the PostgreSQL pool opens (--pool-size)",
+            None,
+            max.metric_type(),
+        )?)?;
+        let waiting = gauge(status.waiting);
+        waiting.encode(encoder.encode_descriptor(
+            "store_pool_waiting",
+            "Store calls waiting for a PostgreSQL pool connection now",
+            None,
+            waiting.metric_type(),
+        )?)?;
+        self.wait.encode(encoder.encode_descriptor(
+            "store_pool_wait",
+            "How long store calls waited for a PostgreSQL pool connection",
+            Some(&Unit::Seconds),
+            self.wait.metric_type(),
+        )?)
     }
 }
 
@@ -867,6 +928,13 @@ impl Store for PostgresStore {
         })
         .await?;
         Ok(message)
+    }
+
+    fn collector(&self) -> Option<Box<dyn Collector>> {
+        Some(Box::new(PoolFigures {
+            pool: self.pool.clone(),
+            wait: self.pool_wait.clone(),
+        }))
     }
 }
 
