@@ -16,8 +16,10 @@
 # tables and demo data and dropped at the end; or any `serve --database` value every node can
 # share), --init (the first node creates the tables in --database, `serve --init`), --out DIR
 # (a new temporary folder), --bin PATH (env SCMARKET_WS, else target/release/scmarket-ws),
-# --serve-arg ARG (repeatable: one more argument for every node, e.g. --serve-arg=--pool-size=32).
-# After `--`, arguments for load-test. Exit code: load-test's.
+# --serve-arg ARG (repeatable: one more argument for every node, e.g. --serve-arg=--pool-size=32),
+# --local-ips IPS (load-test's `--local-ips`: where the sessions' connections leave from; default
+# 127.0.0.16-127.0.0.47, so that no address holds more than a few thousand connections to one
+# node; '' for the system's choice). After `--`, arguments for load-test. Exit code: load-test's.
 set -euo pipefail
 
 NODES=3
@@ -30,6 +32,7 @@ BIN=${SCMARKET_WS:-}
 SCENARIO=
 EXTRA=()
 SERVE_ARGS=()
+LOCAL_IPS=127.0.0.16-127.0.0.47
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) NODES=$2; shift 2 ;;
@@ -39,10 +42,11 @@ while [ $# -gt 0 ]; do
     --init) INIT=--init; shift ;;
     --out) OUT=$2; shift 2 ;;
     --bin) BIN=$2; shift 2 ;;
+    --local-ips) LOCAL_IPS=$2; shift 2 ;;
     --serve-arg) SERVE_ARGS+=("$2"); shift 2 ;;
     --serve-arg=*) SERVE_ARGS+=("${1#--serve-arg=}"); shift ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     -*) echo "cluster.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) SCENARIO=$1; shift ;;
   esac
@@ -120,6 +124,7 @@ SAMPLER=$!
 
 TARGETS=()
 for url in "${URLS[@]}"; do TARGETS+=(--target "$url"); done
+[ -n "$LOCAL_IPS" ] && TARGETS+=(--local-ips "$LOCAL_IPS")
 set +e
 "$BIN" load-test "$SCENARIO" --workers "$WORKERS" "${TARGETS[@]}" -o "$OUT/report.json" "${EXTRA[@]}"
 RC=$?

@@ -619,6 +619,13 @@ pub struct LoadTestArgs {
     /// default for connect storms and for `target: embedded`, which shares them with the server.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
+    /// Addresses of this machine the sessions' connections leave from, dealt round-robin by
+    /// virtual user (repeatable; each a comma-separated list of addresses, IPv4 ranges
+    /// `127.0.0.2-127.0.0.50` and blocks `127.0.1.0/24`; at most 65,536). One address holds at
+    /// most ~28,000 connections to one server port, and new connections slow down past ~14,000
+    /// (see README "Past one process"). Default: the system's choice.
+    #[arg(long = "local-ips", value_name = "IPS")]
+    pub local_ips: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -649,3 +649,102 @@ thresholds:
         "{stderr}"
     );
 }
+
+/// The local addresses of the established client connections to `port` on loopback, from
+/// `/proc/net/tcp` (a connection's client side: its remote end is the server's port).
+fn client_addresses_to(port: u16) -> std::collections::HashSet<std::net::Ipv4Addr> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, state) = (fields.get(1)?, fields.get(2)?, fields.get(3)?);
+            let (local_ip, _) = local.split_once(':')?;
+            let (_, remote_port) = remote.split_once(':')?;
+            // 01: ESTABLISHED. The address is the kernel's u32 in host (little-endian) order.
+            (*state == "01" && u16::from_str_radix(remote_port, 16).ok()? == port).then(|| {
+                std::net::Ipv4Addr::from(u32::from_str_radix(local_ip, 16).unwrap_or(0).to_be())
+            })
+        })
+        .collect()
+}
+
+/// `--local-ips`: every connection of the run (setup's dev logins, websockets, posts) leaves
+/// from the addresses given, dealt over the virtual users, none from the system's choice;
+/// against the production twin, so the server plays no part in it. A list that is not this
+/// machine's, or not addresses, is a usage error before anything connects.
+#[test]
+fn connections_leave_from_the_local_ips_given() {
+    let twin = common::twin::ProductionTwin::start(&[]);
+    let base = twin.url();
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("from.yaml");
+    std::fs::write(
+        &file,
+        r#"
+name: local-ips
+target: embedded
+setup:
+  users: "from-{{vu}}"
+  rooms: 1
+phases:
+  - { duration: 1s, arrival_rate: 9 }
+scenarios:
+  - name: hold-and-post
+    steps:
+      - connect
+      - think: 1500ms
+      - post_message: { chat_id: "{{room}}", content: "from {{nonce}}" }
+      - think: 1500ms
+      - disconnect
+thresholds:
+  - "sessions.failed == 0"
+  - "errors.total == 0"
+"#,
+    )
+    .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let (seen, done) = (seen.clone(), done.clone());
+        move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                seen.lock().unwrap().extend(client_addresses_to(port));
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    });
+    let path = file.display().to_string();
+    let (code, report, _, stderr) = load_test(&[
+        &path,
+        "--target",
+        &base,
+        "--local-ips",
+        "127.0.0.2-127.0.0.3",
+        "--local-ips",
+        "127.0.0.4",
+    ]);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["sessions"]["connected"], 9, "{report}");
+    let seen = seen.lock().unwrap().clone();
+    let expected: std::collections::HashSet<std::net::Ipv4Addr> =
+        ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+    assert_eq!(seen, expected, "connections to the twin came from {seen:?}");
+
+    for (ips, says) in [
+        ("192.0.2.1", "192.0.2.1 is not an address of this machine"),
+        ("127.0.0.2-127.0.0.1", "ends before it starts"),
+    ] {
+        let (code, report, _, stderr) = load_test(&[&path, "--target", &base, "--local-ips", ips]);
+        assert_eq!(code, 2, "{ips}: {stderr}");
+        assert!(stderr.contains(says), "{ips}: {stderr}");
+        assert_eq!(report, Value::Null);
+    }
+}

@@ -14,7 +14,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use reqwest::{RequestBuilder, Response, Url};
 use serde::de::DeserializeOwned;
 
-use super::http::{reqwest_error, shared_client};
+use super::http::{client_from, reqwest_error};
 use super::{ClientError, ConnectOptions};
 use crate::protocol::{
     ChatDetail, ChatId, ChatSummary, CreateChatRequest, CreatedChat, DataEnvelope, DevBanRequest,
@@ -93,7 +93,7 @@ impl ApiClient {
     pub fn for_target(options: &ConnectOptions) -> Self {
         ApiClient {
             base: options.http_base().clone(),
-            http: shared_client().clone(),
+            http: client_from(options.local_address),
             timeout: None,
         }
     }

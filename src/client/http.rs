@@ -1,7 +1,9 @@
 //! The HTTP side of the client: the process's one `reqwest` pool (polling transport and
 //! REST API alike) and how its failures read.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use super::{ClientError, DisconnectReason};
@@ -17,13 +19,33 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// across requests, and the TLS roots are loaded once.
 pub(super) fn shared_client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new())
-    })
+    CLIENT.get_or_init(|| build_client(None))
+}
+
+/// The pool whose connections leave from `local` (`ConnectOptions::local_address`), one per
+/// address for the process; `None`: the shared pool.
+pub(super) fn client_from(local: Option<IpAddr>) -> reqwest::Client {
+    static BY_ADDRESS: OnceLock<Mutex<HashMap<IpAddr, reqwest::Client>>> = OnceLock::new();
+    let Some(local) = local else {
+        return shared_client().clone();
+    };
+    let mut pools = BY_ADDRESS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    pools
+        .entry(local)
+        .or_insert_with(|| build_client(Some(local)))
+        .clone()
+}
+
+fn build_client(local: Option<IpAddr>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .local_address(local)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 /// Why a response body could not be read.

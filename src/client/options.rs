@@ -83,6 +83,12 @@ pub struct ConnectOptions {
     /// The most the server may send at once (a websocket message, a polling answer), in bytes;
     /// a smaller maxPayload announced by the server lowers it. `None`: production's 1,000,000.
     pub max_payload: Option<u64>,
+    /// The address of this machine every connection of the session leaves from (its
+    /// websocket, polling requests and REST calls); `None`: the system's choice. One machine
+    /// opens at most about 28,000 connections from one address to one server address and port
+    /// (the ephemeral port range), and past half of that every new connect scans the range:
+    /// `load-test --local-ips` spreads sessions over several addresses.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl fmt::Debug for ConnectOptions {
@@ -104,6 +110,7 @@ impl fmt::Debug for ConnectOptions {
             .field("headers", &headers)
             .field("auth", &self.auth.as_ref().map(|_| "<set>"))
             .field("timeout", &self.timeout)
+            .field("local_address", &self.local_address)
             .finish()
     }
 }
@@ -165,6 +172,7 @@ impl ConnectOptions {
             timeout: Duration::from_secs(10),
             report_pings: false,
             max_payload: None,
+            local_address: None,
         })
     }
 

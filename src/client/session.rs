@@ -151,7 +151,7 @@ impl Session {
     async fn connect_inner(options: &ConnectOptions) -> Result<Session, ClientError> {
         if options.transport != Transport::Websocket {
             // Building the HTTP client loads the TLS roots (tens of ms): not part of connecting.
-            http::shared_client();
+            http::client_from(options.local_address);
         }
         let started = Instant::now();
         let deadline = started + options.timeout;

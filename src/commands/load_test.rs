@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use crate::cli::LoadTestArgs;
 use crate::exit::{CommandError, ExitCode};
 
+use crate::loadtest::local_ips;
 use crate::loadtest::metrics::series::{MAX_INTERVALS, interval_for, intervals_spanned};
 use crate::loadtest::report::{self, Report};
 use crate::loadtest::runner::{self, RunOptions};
@@ -29,6 +30,7 @@ pub async fn run(args: LoadTestArgs, show_progress: bool) -> anyhow::Result<Exit
         LoadError::Invalid(d) => CommandError::usage(format!("invalid scenario\n{d}")),
     })?;
     check_interval(&scenario, &args)?;
+    let local_ips = local_ips::parse(&args.local_ips).map_err(CommandError::usage)?;
     if args.check {
         print!("{}", scenario.plan());
         return Ok(ExitCode::Ok);
@@ -39,6 +41,7 @@ pub async fn run(args: LoadTestArgs, show_progress: bool) -> anyhow::Result<Exit
             check_writable(flag, path)?;
         }
     }
+    local_ips::check_local(&local_ips).map_err(CommandError::usage)?;
     let shard = args.shard.unwrap_or_default();
     let report = if args.workers > 1 {
         workers::run(&scenario, &worker_plan(&args, shard, show_progress)?).await?
@@ -48,6 +51,7 @@ pub async fn run(args: LoadTestArgs, show_progress: bool) -> anyhow::Result<Exit
             interval: args.interval,
             shard,
             worker: args.worker,
+            local_ips: local_ips.into(),
         };
         runner::run(&scenario, &options).await?
     };
@@ -99,6 +103,9 @@ fn worker_plan(
     ]);
     if let Some(threads) = args.threads {
         passed.extend(["--threads".into(), threads.to_string().into()]);
+    }
+    for ips in &args.local_ips {
+        passed.extend(["--local-ips".into(), ips.into()]);
     }
     Ok(WorkerPlan {
         exe,

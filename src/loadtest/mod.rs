@@ -38,6 +38,7 @@
 //!    threshold holds and nothing panicked). [`report::render_text`] prints it (with sparklines
 //!    over time), [`report::render_html`] draws it as a page.
 
+pub mod local_ips;
 pub mod metrics;
 pub mod progress;
 pub mod report;

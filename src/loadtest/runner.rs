@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub shard: Shard,
     /// A worker of `--workers`: progress as JSON status lines on stdout, for the parent.
     pub worker: bool,
+    /// `--local-ips`: where the sessions' connections leave from; empty: the system's choice.
+    pub local_ips: Arc<[std::net::IpAddr]>,
 }
 
 impl Default for RunOptions {
@@ -55,6 +57,7 @@ impl Default for RunOptions {
             interval: super::metrics::series::DEFAULT_INTERVAL,
             shard: Shard::WHOLE,
             worker: false,
+            local_ips: Arc::from([]),
         }
     }
 }
@@ -93,7 +96,7 @@ fn pick(scenarios: &[UserScenario]) -> &UserScenario {
 /// Run `scenario` to its report.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Report> {
     let (shared, embedded) = share(
-        setup::prepare(scenario, options.shard).await?,
+        setup::prepare(scenario, options.shard, &options.local_ips).await?,
         options.interval,
         options.shard,
     );
@@ -551,10 +554,7 @@ mod tests {
             crate::client::ConnectOptions::new("http://127.0.0.1:9", None).expect("valid URL");
         let shared = Arc::new(Shared {
             metrics: Arc::clone(&metrics),
-            nodes: Arc::from(vec![super::setup::TargetNode {
-                api: crate::client::ApiClient::for_target(&options),
-                options,
-            }]),
+            nodes: Arc::from(vec![super::setup::TargetNode::new(options, &Arc::from([]))]),
             shard: Shard::WHOLE,
             cookies: Arc::from(vec!["scmarket.sid=x".to_owned()]),
             rooms: Arc::from(Vec::<String>::new()),

@@ -8,6 +8,7 @@
 //! time before the first one connects. Virtual user N uses the pool's user N mod its size, as
 //! it does a sessions file's line N mod its length.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +28,50 @@ const PROVISIONING_CONCURRENCY: usize = 32;
 
 /// One node of the target: where its sessions connect and where its users post.
 pub struct TargetNode {
-    /// URL and path; each session adds its own cookie to a clone.
+    /// URL and path; each session adds its own cookie (and local address) to a clone.
     pub options: ConnectOptions,
-    /// The node's REST API, for the virtual users' posts.
-    pub api: ApiClient,
+    /// The node's REST API, for the virtual users' posts: one per `--local-ips` address (one
+    /// from the system's choice without them).
+    pub apis: Vec<ApiClient>,
+    /// `--local-ips`, in order; empty: the system's choice.
+    pub local_ips: Arc<[IpAddr]>,
+}
+
+impl TargetNode {
+    /// A node with an API client per local address.
+    pub fn new(options: ConnectOptions, local_ips: &Arc<[IpAddr]>) -> Self {
+        let apis = if local_ips.is_empty() {
+            vec![ApiClient::for_target(&options)]
+        } else {
+            local_ips
+                .iter()
+                .map(|ip| {
+                    let mut from = options.clone();
+                    from.local_address = Some(*ip);
+                    ApiClient::for_target(&from)
+                })
+                .collect()
+        };
+        TargetNode {
+            options,
+            apis,
+            local_ips: Arc::clone(local_ips),
+        }
+    }
+
+    fn slot(&self, vu: u64, of: usize) -> usize {
+        (vu % of.max(1) as u64) as usize
+    }
+
+    /// Where virtual user `vu`'s connections leave from (`None`: the system's choice).
+    pub fn local_address(&self, vu: u64) -> Option<IpAddr> {
+        (!self.local_ips.is_empty()).then(|| self.local_ips[self.slot(vu, self.local_ips.len())])
+    }
+
+    /// The API client virtual user `vu` posts with: from its local address.
+    pub fn api(&self, vu: u64) -> &ApiClient {
+        &self.apis[self.slot(vu, self.apis.len())]
+    }
 }
 
 /// What the run needs, ready before the first phase.
@@ -144,7 +185,11 @@ async fn start_embedded(
     server::start(config).await
 }
 
-pub async fn prepare(scenario: &Scenario, shard: Shard) -> anyhow::Result<Prepared> {
+pub async fn prepare(
+    scenario: &Scenario,
+    shard: Shard,
+    local_ips: &Arc<[IpAddr]>,
+) -> anyhow::Result<Prepared> {
     check_shard(scenario, shard)?;
     let (embedded, urls) = match &scenario.target {
         Target::Embedded => {
@@ -169,12 +214,11 @@ pub async fn prepare(scenario: &Scenario, shard: Shard) -> anyhow::Result<Prepar
             let mut options = ConnectOptions::new(url, Some(&scenario.engine_path))
                 .map_err(|e| CommandError::usage(e.to_string()))?;
             options.timeout = Duration::from_secs(10);
-            let api = ApiClient::for_target(&options);
-            Ok(TargetNode { options, api })
+            Ok(TargetNode::new(options, local_ips))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Users and rooms are provisioned through the first node: the nodes share one store.
-    let (api, timeout) = (&nodes[0].api, nodes[0].options.timeout);
+    let (api, timeout) = (nodes[0].api(0), nodes[0].options.timeout);
     let total_vus = shard.owned_of(count_vus(&scenario.phases));
     let own_rooms: Vec<usize> = match &scenario.setup.rooms {
         Some(Rooms::Count(n)) => shard

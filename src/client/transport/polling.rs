@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::{Early, Link, handshake_status, namespace_answer, parse_open, within};
-use crate::client::http::{BodyError, read_body, reqwest_error, shared_client};
+use crate::client::http::{BodyError, client_from, read_body, reqwest_error};
 use crate::client::packet::{self, Handshake, PayloadItem};
 use crate::client::session::{Command, ConnectInfo};
 use crate::client::state::{SessionState, Step};
@@ -16,6 +16,8 @@ use crate::client::{ClientError, ConnectOptions, DisconnectReason, Transport};
 
 /// The polling side of a session.
 pub(in crate::client) struct Polling {
+    /// The pool of the session's local address (`ConnectOptions::local_address`).
+    http: reqwest::Client,
     url: reqwest::Url,
     headers: http::HeaderMap,
     /// The longest answer read (the engine's maxPayload, or the client's cap).
@@ -24,7 +26,8 @@ pub(in crate::client) struct Polling {
 
 impl Polling {
     fn get(&self) -> Pin<Box<dyn Future<Output = Result<String, BodyError>> + Send>> {
-        let request = shared_client()
+        let request = self
+            .http
             .get(self.url.clone())
             .headers(self.headers.clone());
         let cap = self.cap;
@@ -48,7 +51,7 @@ impl Polling {
 
     async fn post(&self, body: String) -> Result<(), ClientError> {
         let target = self.url.as_str();
-        shared_client()
+        self.http
             .post(self.url.clone())
             .headers(self.headers.clone())
             .header(http::header::CONTENT_TYPE, "text/plain;charset=UTF-8")
@@ -77,8 +80,9 @@ pub(super) async fn handshake(
     for (name, value) in options.request_headers() {
         headers.append(name, value);
     }
+    let http = client_from(options.local_address);
     let (status, body) = within(deadline, "the polling handshake", started, async {
-        let response = shared_client()
+        let response = http
             .get(url.clone())
             .headers(headers.clone())
             .send()
@@ -110,6 +114,7 @@ pub(super) async fn handshake(
     let handshake = parse_open(text)?;
     let engine_open = started.elapsed();
     let polling = Polling {
+        http,
         url: options.engine_url(false, Some(&handshake.sid)),
         headers,
         cap: options.payload_cap(handshake.max_payload),

@@ -1,10 +1,11 @@
 //! The websocket transport: open the connection (with the credentials in the upgrade request),
 //! the connect sequence, and the driver task that owns the socket for the session's life.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -47,10 +48,57 @@ pub(super) async fn open(options: &ConnectOptions, sid: Option<&str>) -> Result<
         request.headers_mut().append(name, value);
     }
     let config = ws_config(options.payload_cap(None));
-    match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
+    let opened = match options.local_address {
+        None => tokio_tungstenite::connect_async_with_config(request, Some(config), true).await,
+        Some(local) => {
+            let stream = connect_from(local, &url)
+                .await
+                .map_err(|e| ClientError::Unreachable {
+                    target: target.clone(),
+                    detail: format!("from {local}: {e}"),
+                })?;
+            tokio_tungstenite::client_async_tls_with_config(request, stream, Some(config), None)
+                .await
+        }
+    };
+    match opened {
         Ok((ws, _)) => Ok(ws),
         Err(e) => Err(ws_error(e, &target)),
     }
+}
+
+/// A TCP connection to the URL's host that leaves from `local`: the first of the host's
+/// addresses in `local`'s family that accepts. The port is the kernel's choice for that
+/// address, so each local address has the whole ephemeral range of its own.
+async fn connect_from(local: IpAddr, url: &url::Url) -> std::io::Result<TcpStream> {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port_or_known_default().unwrap_or(80);
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        if addr.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(local, 0))?;
+        match socket.connect(addr).await {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{host} has no address of the same family as {local}"),
+        )
+    }))
 }
 
 fn ws_error(e: tungstenite::Error, target: &str) -> ClientError {

@@ -334,8 +334,10 @@ impl VirtualUser {
 
     /// Connect options for this user's node, with its cookie.
     fn node_options(&self, timeout: Duration) -> Option<ConnectOptions> {
-        let mut options = self.shared.nodes[self.node].options.clone();
+        let node = &self.shared.nodes[self.node];
+        let mut options = node.options.clone();
         options.timeout = timeout;
+        options.local_address = node.local_address(self.vu);
         match options.add_cookies(self.cookie()) {
             Ok(()) => Some(options),
             Err(e) => {
@@ -392,7 +394,7 @@ impl VirtualUser {
             content: std::mem::take(&mut self.buf),
         };
         let result = self.shared.nodes[self.node]
-            .api
+            .api(self.vu)
             .post_message(self.cookie(), &room, &request)
             .await;
         self.buf = request.content;
