@@ -7,6 +7,7 @@
 #   node-K.log         each node's log
 #   memory.tsv         every second: node, RSS (KiB), open sessions (scmarket_ws_connections_active)
 #   nodes.tsv          per node: RSS before the run, at its most sessions, and KiB per session
+#   node-K.metrics     each node's /metrics at the end (store call times, pool waits, refusals)
 #
 #   scripts/cluster.sh scenarios/c100k.yaml --nodes 7 --workers 6 --out c100k
 #   scripts/cluster.sh scenarios/c100k.yaml --nodes 3 --workers 2 -- --set 'phases.0={duration: 4s, arrival_rate: 500}'
@@ -129,6 +130,9 @@ set +e
 "$BIN" load-test "$SCENARIO" --workers "$WORKERS" "${TARGETS[@]}" -o "$OUT/report.json" "${EXTRA[@]}"
 RC=$?
 set -e
+for i in "${!URLS[@]}"; do
+  curl -s "${URLS[$i]}/metrics" >"$OUT/node-$((i + 1)).metrics" || true
+done
 
 # Per node: the sample with the most sessions, and the memory it took above the node's start.
 printf 'node\trss_before_kib\trss_at_peak_kib\tpeak_sessions\tkib_per_session\n' >"$OUT/nodes.tsv"
