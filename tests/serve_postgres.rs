@@ -215,6 +215,24 @@ async fn malformed_sessions_are_refused_and_serving_goes_on() {
     server.shutdown().await;
 }
 
+/// The database stops taking connections, and the open ones are cut.
+async fn refuse_connections(db: &TestDatabase) {
+    db.execute_as_admin(&format!(
+        "ALTER DATABASE {0} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
+        db.name
+    ))
+    .await;
+}
+
+async fn allow_connections(db: &TestDatabase) {
+    db.execute_as_admin(&format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+        db.name
+    ))
+    .await;
+}
+
 /// The database stops taking connections and the open ones are cut: handshakes and joins are
 /// refused with `store_error`, open sockets stay, and service resumes when it is back.
 #[tokio::test]
@@ -231,12 +249,7 @@ async fn the_database_going_away_is_refused_with_store_error_and_service_resumes
     let base = server.http_url();
     let cookie = session_cookie(&base, "alice").await;
     let mut alice = RawSocket::connect(&base, Some(&cookie)).await.unwrap();
-    db.execute_as_admin(&format!(
-        "ALTER DATABASE {0} ALLOW_CONNECTIONS false; \
-         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
-        db.name
-    ))
-    .await;
+    refuse_connections(db).await;
     let refused = RawSocket::connect(&base, Some(&cookie)).await.err();
     assert_eq!(refused.map(|r| r.status), Some(400));
     let ack = alice
@@ -249,11 +262,7 @@ async fn the_database_going_away_is_refused_with_store_error_and_service_resumes
         "{metrics}"
     );
 
-    db.execute_as_admin(&format!(
-        "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-        db.name
-    ))
-    .await;
+    allow_connections(db).await;
     let ack = alice
         .emit_ack("clientJoinRoom", json!({ "chat_id": GROUP_CHAT }))
         .await;
@@ -601,12 +610,7 @@ async fn a_pool_held_by_a_slow_insert_shows_in_metrics() {
     );
 
     // A lookup the database refuses is counted as unavailable.
-    db.execute_as_admin(&format!(
-        "ALTER DATABASE {0} ALLOW_CONNECTIONS false; \
-         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
-        db.name
-    ))
-    .await;
+    refuse_connections(db).await;
     assert!(RawSocket::connect(&base, Some(&cookie)).await.is_err());
     let text = metrics_text(&base).await;
     assert_eq!(
@@ -617,10 +621,6 @@ async fn a_pool_held_by_a_slow_insert_shows_in_metrics() {
         Some(1.0),
         "{text}"
     );
-    db.execute_as_admin(&format!(
-        "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-        db.name
-    ))
-    .await;
+    allow_connections(db).await;
     server.shutdown().await;
 }

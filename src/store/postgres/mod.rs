@@ -308,20 +308,21 @@ impl Collector for PoolFigures {
         for (state, n) in [("idle", status.available), ("in_use", in_use)] {
             gauge(n).encode(connections.encode_family(&[("state", state)])?)?;
         }
-        let max = gauge(status.max_size);
-        max.encode(encoder.encode_descriptor(
-            "store_pool_max_connections",
-            "The most connections the PostgreSQL pool opens (--pool-size)",
-            None,
-            max.metric_type(),
-        )?)?;
-        let waiting = gauge(status.waiting);
-        waiting.encode(encoder.encode_descriptor(
-            "store_pool_waiting",
-            "Store calls waiting for a PostgreSQL pool connection now",
-            None,
-            waiting.metric_type(),
-        )?)?;
+        for (name, help, n) in [
+            (
+                "store_pool_max_connections",
+                "The most connections the PostgreSQL pool opens (--pool-size)",
+                status.max_size,
+            ),
+            (
+                "store_pool_waiting",
+                "Store calls waiting for a PostgreSQL pool connection now",
+                status.waiting,
+            ),
+        ] {
+            let value = gauge(n);
+            value.encode(encoder.encode_descriptor(name, help, None, value.metric_type())?)?;
+        }
         self.wait.encode(encoder.encode_descriptor(
             "store_pool_wait",
             "How long store calls waited for a PostgreSQL pool connection",
