@@ -624,3 +624,94 @@ async fn a_pool_held_by_a_slow_insert_shows_in_metrics() {
     allow_connections(db).await;
     server.shutdown().await;
 }
+
+/// Whether each connection `application_name` holds on `db` is encrypted (`pg_stat_ssl`).
+async fn encrypted(db: &TestDatabase, application_name: &str) -> Vec<bool> {
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("the test database answers");
+    tokio::spawn(connection);
+    client
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = $1 AND a.application_name = $2",
+            &[&db.name, &application_name],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The server's own certificate file (`ssl_cert_file`), after checking that it offers TLS:
+/// the machine's PostgreSQL does (Debian's, with its snakeoil certificate), and so does the
+/// throwaway server `.ci/run` starts when there is none.
+async fn server_certificate(db: &TestDatabase) -> String {
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("the test database answers");
+    tokio::spawn(connection);
+    let ssl: String = client.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    assert_eq!(ssl, "on", "the test server must offer TLS (ssl = on)");
+    client
+        .query_one("SHOW ssl_cert_file", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// TLS to PostgreSQL as the URL's `sslmode` asks: `require` encrypts every connection `serve`
+/// opens (the pool and the LISTEN connection), no `sslmode` encrypts none (as node-postgres),
+/// `verify-full` refuses a certificate the system does not trust, and `verify-ca` with the
+/// server's own certificate as the root accepts it.
+#[tokio::test]
+async fn connections_to_postgres_use_tls_as_the_url_asks() {
+    let store = store_with_trigger().await;
+    let db = store.database().unwrap();
+    let certificate = server_certificate(db).await;
+    let url = |query: &str| format!("{}?{query}", db.url);
+
+    let server = store
+        .start_dev_server_with(|c| {
+            c.store.database = url("application_name=tls-required&sslmode=require")
+        })
+        .await;
+    connect(&server.http_url(), "alice").await;
+    let pool = encrypted(db, "tls-required").await;
+    assert!(!pool.is_empty() && pool.iter().all(|&e| e), "{pool:?}");
+    let listener = encrypted(db, notify::LISTENER_APPLICATION_NAME).await;
+    assert_eq!(listener, vec![true]);
+    server.shutdown().await;
+
+    let server = store
+        .start_dev_server_with(|c| c.store.database = url("application_name=tls-absent"))
+        .await;
+    connect(&server.http_url(), "alice").await;
+    let pool = encrypted(db, "tls-absent").await;
+    assert!(!pool.is_empty() && pool.iter().all(|&e| !e), "{pool:?}");
+    server.shutdown().await;
+
+    let refused = scmarket_ws::server::start({
+        let mut config = store.config();
+        config.store.database = url("sslmode=verify-full");
+        config
+    })
+    .await
+    .err()
+    .expect("an untrusted certificate is refused")
+    .to_string();
+    assert!(refused.contains("certificate verify failed"), "{refused}");
+
+    let server = store
+        .start_dev_server_with(|c| {
+            c.store.database = url(&format!(
+                "application_name=tls-verified&sslmode=verify-ca&sslrootcert={certificate}"
+            ))
+        })
+        .await;
+    connect(&server.http_url(), "alice").await;
+    let pool = encrypted(db, "tls-verified").await;
+    assert!(!pool.is_empty() && pool.iter().all(|&e| e), "{pool:?}");
+    server.shutdown().await;
+}

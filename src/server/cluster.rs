@@ -40,6 +40,8 @@ type RedisIo = SocketIo<RedisAdapter>;
 /// a few hundred bytes): deep enough for a burst of posts on every other node. Also the bound
 /// on this node's publishes queued while Redis is unreachable.
 const ADAPTER_BUFFER: usize = 65_536;
+/// PostgreSQL adapter: how long opening its connection may take.
+const ADAPTER_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Depth of fred's broadcast channels, the pub/sub one among them, which hands every message
 /// from the other nodes to the driver's task before the adapter's buffer: fred allocates this
@@ -132,15 +134,16 @@ pub async fn build(
                     "--adapter {url}: cannot use PostgreSQL there ({e}); is it running?"
                 ))
             };
-            let pg: tokio_postgres::Config = url.parse().map_err(|e| unreachable(&e))?;
+            // The store's URL rules, TLS (`sslmode`) included.
+            let mut pg = crate::store::postgres::connection_config(url, ADAPTER_CONNECT_TIMEOUT)
+                .map_err(|e| unreachable(&e))?;
+            if pg.config.get_application_name() == Some("scmarket-ws") {
+                pg.config.application_name("scmarket-ws-adapter");
+            }
             let config = PostgresAdapterConfig::new().with_prefix(prefix.clone());
-            let ctr = PostgresAdapterCtr::new_with_tokio_postgres_config(
-                pg,
-                tokio_postgres::NoTls,
-                config,
-            )
-            .await
-            .map_err(|e| unreachable(&e))?;
+            let ctr = PostgresAdapterCtr::new_with_tokio_postgres_config(pg.config, pg.tls, config)
+                .await
+                .map_err(|e| unreachable(&e))?;
             let builder = SocketIo::builder().with_adapter::<PostgresAdapter>(ctr);
             let (layer, io) = configure(builder, engine, path, app).build_layer();
             io.ns(

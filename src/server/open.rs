@@ -25,7 +25,7 @@ pub struct OpenedStore {
 
 /// The dedicated LISTEN connection's settings; started by the server, which owns the feed.
 pub struct MessageSource {
-    settings: tokio_postgres::Config,
+    settings: postgres::ConnectionSettings,
     /// True while the trigger announces every message; the listener clears it when the
     /// trigger is removed under it, and the REST route emits again.
     pub announcing: Arc<AtomicBool>,

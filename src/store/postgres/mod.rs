@@ -15,6 +15,7 @@
 pub mod fixtures;
 pub mod notify;
 pub mod schema;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,13 +24,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Hook, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use postgres_native_tls::MakeTlsConnector;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Unit;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{ChatAccessFacts, Parties, Store, StoreError, StoreResult, User};
@@ -88,14 +90,24 @@ pub fn is_postgres_url(database: &str) -> bool {
     d.starts_with("postgres://") || d.starts_with("postgresql://")
 }
 
+/// How to open a connection to one database: tokio-postgres' settings and the TLS connector
+/// its `sslmode` needs (`tls.rs`).
+#[derive(Clone)]
+pub struct ConnectionSettings {
+    pub config: tokio_postgres::Config,
+    pub tls: MakeTlsConnector,
+}
+
 /// The connection settings of a URL, with what every connection of this store needs: UTC
 /// session time (the `timestamp` columns are UTC wall-clock values, and `now()` defaults must
-/// write UTC too) and an application name that shows in `pg_stat_activity`.
-pub fn connection_config(
-    url: &str,
-    connect_timeout: Duration,
-) -> StoreResult<tokio_postgres::Config> {
-    let mut config: tokio_postgres::Config = url.trim().parse().map_err(|e| {
+/// write UTC too), an application name that shows in `pg_stat_activity`, and TLS as the URL's
+/// `sslmode` asks.
+pub fn connection_config(url: &str, connect_timeout: Duration) -> StoreResult<ConnectionSettings> {
+    let tls::Tls {
+        url: plain,
+        connector,
+    } = tls::from_url(url, &redact(url))?;
+    let mut config: tokio_postgres::Config = plain.parse().map_err(|e| {
         StoreError::Invalid(format!(
             "{}: not a PostgreSQL URL ({e}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
             redact(url)
@@ -112,7 +124,10 @@ pub fn connection_config(
         config.application_name("scmarket-ws");
     }
     config.connect_timeout(connect_timeout);
-    Ok(config)
+    Ok(ConnectionSettings {
+        config,
+        tls: connector,
+    })
 }
 
 /// The URL without its password, for messages and logs.
@@ -128,7 +143,7 @@ pub fn redact(url: &str) -> String {
 
 pub struct PostgresStore {
     pool: Pool,
-    config: tokio_postgres::Config,
+    settings: ConnectionSettings,
     query_timeout: Duration,
     /// Set by [`PostgresStore::warm`]: from then on every new connection is warmed.
     statements_ready: Arc<AtomicBool>,
@@ -170,10 +185,10 @@ impl PostgresStore {
     /// A pool on `url`, and one connection made at once so a wrong URL, a refused connection
     /// or a wrong password is reported at start, not at the first handshake.
     pub async fn connect(url: &str, pool: &PoolConfig) -> StoreResult<Self> {
-        let config = connection_config(url, pool.connect_timeout)?;
+        let settings = connection_config(url, pool.connect_timeout)?;
         let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
+            settings.config.clone(),
+            settings.tls.clone(),
             ManagerConfig {
                 // A connection that broke says so (`is_closed`); no round trip per checkout.
                 recycling_method: RecyclingMethod::Fast,
@@ -205,7 +220,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Invalid(format!("connection pool: {e}")))?;
         let store = PostgresStore {
             pool: built,
-            config,
+            settings,
             query_timeout: pool.query_timeout,
             statements_ready,
             pool_wait: Histogram::new(super::metered::seconds_buckets()),
@@ -253,8 +268,8 @@ impl PostgresStore {
     }
 
     /// The connection settings, for the dedicated LISTEN connection of `notify`.
-    pub fn connection_settings(&self) -> &tokio_postgres::Config {
-        &self.config
+    pub fn connection_settings(&self) -> &ConnectionSettings {
+        &self.settings
     }
 
     /// A pooled connection, for `db` commands, `--init` and fixtures.

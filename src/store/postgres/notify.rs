@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use time::PrimitiveDateTime;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, GenericClient, NoTls};
+use tokio_postgres::{AsyncMessage, GenericClient};
 use uuid::Uuid;
 
 use super::{MESSAGE_SQL, describe, message_at, now_utc};
@@ -129,16 +129,16 @@ impl Seen {
 /// `announcing` is cleared (and the listener ends) when the trigger is found removed: from then
 /// on nothing announces messages, so the REST route must emit what it stores again.
 pub async fn listen(
-    mut config: tokio_postgres::Config,
+    mut settings: super::ConnectionSettings,
     feed: mpsc::Sender<ChatMessage>,
     announcing: Arc<AtomicBool>,
 ) {
-    config.application_name(LISTENER_APPLICATION_NAME);
+    settings.config.application_name(LISTENER_APPLICATION_NAME);
     let mut seen: Option<Seen> = None;
     let mut backoff = BACKOFF_START;
     loop {
         let connected_at = tokio::time::Instant::now();
-        match session(&config, &feed, &mut seen).await {
+        match session(&settings, &feed, &mut seen).await {
             Ok(Ended::FeedClosed) => return,
             Ok(Ended::TriggerRemoved) => {
                 announcing.store(false, Ordering::Release);
@@ -176,11 +176,15 @@ enum Ended {
 
 /// One connection's life.
 async fn session(
-    config: &tokio_postgres::Config,
+    settings: &super::ConnectionSettings,
     feed: &mpsc::Sender<ChatMessage>,
     seen: &mut Option<Seen>,
 ) -> Result<Ended, String> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
+    let (client, mut connection) = settings
+        .config
+        .connect(settings.tls.clone())
+        .await
+        .map_err(|e| describe(&e))?;
     // The connection's messages: notifications go to `notes`; the end of the stream (or an
     // error) drops `notes_tx`, which ends this session.
     let (notes_tx, mut notes) = mpsc::channel::<String>(BATCH * 4);
