@@ -419,12 +419,18 @@ async fn removing_the_trigger_while_serving_hands_emission_back_to_the_rest_rout
     server.shutdown().await;
 }
 
-/// The state and last statement of each connection `application_name` holds on `db`.
-async fn backends(db: &TestDatabase, application_name: &str) -> Vec<(String, String)> {
+/// A connection of the test's own to `db`, as psql would open it.
+async fn client_of(db: &TestDatabase) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
         .await
         .expect("the test database answers");
     tokio::spawn(connection);
+    client
+}
+
+/// The state and last statement of each connection `application_name` holds on `db`.
+async fn backends(db: &TestDatabase, application_name: &str) -> Vec<(String, String)> {
+    let client = client_of(db).await;
     client
         .query(
             "SELECT state, query FROM pg_stat_activity \
@@ -627,10 +633,7 @@ async fn a_pool_held_by_a_slow_insert_shows_in_metrics() {
 
 /// Whether each connection `application_name` holds on `db` is encrypted (`pg_stat_ssl`).
 async fn encrypted(db: &TestDatabase, application_name: &str) -> Vec<bool> {
-    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .expect("the test database answers");
-    tokio::spawn(connection);
+    let client = client_of(db).await;
     client
         .query(
             "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
@@ -648,10 +651,7 @@ async fn encrypted(db: &TestDatabase, application_name: &str) -> Vec<bool> {
 /// the machine's PostgreSQL does (Debian's, with its snakeoil certificate), and so does the
 /// throwaway server `.ci/run` starts when there is none.
 async fn server_certificate(db: &TestDatabase) -> String {
-    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .expect("the test database answers");
-    tokio::spawn(connection);
+    let client = client_of(db).await;
     let ssl: String = client.query_one("SHOW ssl", &[]).await.unwrap().get(0);
     assert_eq!(ssl, "on", "the test server must offer TLS (ssl = on)");
     client
