@@ -167,3 +167,57 @@ async fn the_ban_helper_is_documented() {
     );
     server.shutdown().await;
 }
+
+/// `/metrics` counts every REST call by its route (as the router matched it, not the path
+/// sent), method and status, the Origin and body refusals included, and times it by route; a
+/// path no route serves is not counted, so a client cannot grow the label set.
+#[tokio::test]
+async fn rest_calls_are_counted_by_route_method_and_status() {
+    let server = common::start_dev_server().await;
+    let base = server.http_url();
+    let cookie = common::session_cookie(&base, "alice").await;
+    let (status, body) = common::post_message(&base, &cookie, common::GROUP_CHAT, "hi").await;
+    assert_eq!(status, 200, "{body}");
+    let url = format!("{base}/api/chats/{}/messages", common::GROUP_CHAT);
+    let http = reqwest::Client::new();
+    let not_json = http
+        .post(&url)
+        .header("cookie", &cookie)
+        .header("content-type", "text/plain")
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 415);
+    let foreign = http
+        .post(&url)
+        .header("cookie", &cookie)
+        .header("origin", "https://elsewhere.example")
+        .json(&serde_json::json!({ "content": "hi" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    let unknown = http
+        .get(format!("{base}/api/no-such-route"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    let text = common::metrics_text(&base).await;
+    let posts = r#"route="/api/chats/{chat_id}/messages",method="POST""#;
+    for line in [
+        format!(r#"scmarket_ws_rest_requests_total{{{posts},status="200"}} 1"#),
+        format!(r#"scmarket_ws_rest_requests_total{{{posts},status="415"}} 1"#),
+        format!(r#"scmarket_ws_rest_requests_total{{{posts},status="403"}} 1"#),
+        r#"scmarket_ws_rest_requests_total{route="/api/dev/login",method="POST",status="200"} 1"#
+            .to_string(),
+        r#"scmarket_ws_rest_request_duration_seconds_count{route="/api/chats/{chat_id}/messages"} 3"#
+            .to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    assert!(!text.contains("no-such-route"), "{text}");
+    server.shutdown().await;
+}

@@ -9,7 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -30,6 +30,22 @@ pub struct LimitLabel {
 pub struct EventLabel {
     pub event: String,
 }
+
+/// A REST call: its route as the router matched it (`/api/chats/{chat_id}/messages`, so the
+/// label values are the routes' few), its method and its status code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RestLabel {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
     registry: Registry,
@@ -52,6 +68,8 @@ pub struct Metrics {
     pub tcp_connections_open: Gauge,
     pub tcp_connections_refused: Family<ReasonLabel, Counter>,
     pub tcp_connections_timed_out: Counter,
+    pub rest_requests: Family<RestLabel, Counter>,
+    pub rest_duration: HistogramFamily<RouteLabel>,
     labelled_rooms: Mutex<HashSet<String>>,
     room_label_cap: usize,
 }
@@ -170,6 +188,21 @@ impl Metrics {
             "Connections closed for not sending a complete request head in time (slow or idle)",
             tcp_connections_timed_out.clone(),
         );
+        let rest_requests = Family::<RestLabel, Counter>::default();
+        registry.register(
+            "rest_requests",
+            "REST calls by route, method and status code (refusals by the Origin and body checks included)",
+            rest_requests.clone(),
+        );
+        let rest_duration = HistogramFamily::<RouteLabel>::new_with_constructor(|| {
+            Histogram::new(crate::store::metered::seconds_buckets())
+        });
+        registry.register_with_unit(
+            "rest_request_duration",
+            "How long REST calls took to answer, by route",
+            Unit::Seconds,
+            rest_duration.clone(),
+        );
         Metrics {
             registry,
             connections_active,
@@ -190,6 +223,8 @@ impl Metrics {
             tcp_connections_open,
             tcp_connections_refused,
             tcp_connections_timed_out,
+            rest_requests,
+            rest_duration,
             labelled_rooms: Mutex::new(HashSet::new()),
             room_label_cap,
         }
@@ -231,6 +266,22 @@ impl Metrics {
 
     pub fn connection_refused(&self, reason: &str) {
         Self::reason(&self.tcp_connections_refused, reason);
+    }
+
+    /// Count and time one REST call (`rest::observe`).
+    pub fn rest_call(&self, route: &str, method: &str, status: u16, took: std::time::Duration) {
+        self.rest_requests
+            .get_or_create(&RestLabel {
+                route: route.to_string(),
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+        self.rest_duration
+            .get_or_create(&RouteLabel {
+                route: route.to_string(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     pub fn limited(&self, limit: &str) {

@@ -192,6 +192,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             http.clone(),
             rest::guard,
         ))
+        // Outside the guard, so its refusals are counted too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            http.clone(),
+            rest::observe,
+        ))
         .fallback(rest::not_found)
         .with_state(http);
     let router = layer
