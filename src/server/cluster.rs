@@ -137,7 +137,8 @@ pub async fn build(
             // The store's URL rules, TLS (`sslmode`) included.
             let mut pg = crate::store::postgres::connection_config(url, ADAPTER_CONNECT_TIMEOUT)
                 .map_err(|e| unreachable(&e))?;
-            if pg.config.get_application_name() == Some("scmarket-ws") {
+            // Told apart from the store's pool in `pg_stat_activity`, unless the URL names it.
+            if pg.config.get_application_name() == Some(crate::store::postgres::APPLICATION_NAME) {
                 pg.config.application_name("scmarket-ws-adapter");
             }
             let config = PostgresAdapterConfig::new().with_prefix(prefix.clone());

@@ -99,9 +99,12 @@ impl RoomTable {
     /// The server answered the post with this ticket: its broadcast is queued on every socket
     /// that was in the room.
     pub fn send_finished(&self, room: &str, ticket: u64) {
+        // One lookup of the room for both: this runs once per post.
         let Some(i) = self.position(room) else { return };
-        if let Some(mut set) = self.in_flight(room) {
-            set.remove(&ticket);
+        if let Some(set) = self.sending.get(i) {
+            set.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&ticket);
         }
         if let Some(answered) = self.answered.get(i) {
             answered.notify_waiters();

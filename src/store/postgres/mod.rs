@@ -90,6 +90,10 @@ pub fn is_postgres_url(database: &str) -> bool {
     d.starts_with("postgres://") || d.starts_with("postgresql://")
 }
 
+/// The `application_name` of `serve`'s connections when the URL gives none (it shows in
+/// `pg_stat_activity`).
+pub const APPLICATION_NAME: &str = "scmarket-ws";
+
 /// How to open a connection to one database: tokio-postgres' settings and the TLS connector
 /// its `sslmode` needs (`tls.rs`).
 #[derive(Clone)]
@@ -121,7 +125,7 @@ pub fn connection_config(url: &str, connect_timeout: Duration) -> StoreResult<Co
     }
     config.options("-c TimeZone=UTC");
     if config.get_application_name().is_none() {
-        config.application_name("scmarket-ws");
+        config.application_name(APPLICATION_NAME);
     }
     config.connect_timeout(connect_timeout);
     Ok(ConnectionSettings {
